@@ -1,0 +1,341 @@
+"""What every method script shares: toy data, exact-W1 evaluation and figures.
+
+Nothing here knows about a particular Lipschitz constraint. Each method script (wgan_gp.py,
+slogan.py, dragan.py, wgan_clip.py) holds its own models, penalty and training loop, and imports
+only this module, so that reading one script shows one whole method.
+
+Data (REFERENCE §3, as the anchor code igul222/improved_wgan_training/gan_toy.py defines it):
+    8gaussians   2·{(±1, 0), (0, ±1), (±1/√2, ±1/√2)} + 0.02·N(0, I), then divided by 1.414
+    25gaussians  (2i, 2j), i, j ∈ {-2..2}     + 0.05·N(0, I), then divided by 2.828
+    swissroll    t = 1.5π(1 + 2u), (t cos t, t sin t) + 0.25·N(0, I), then divided by 7.5
+                 (sklearn.make_swiss_roll(noise=0.25), columns 0 and 2)
+
+Evaluation (REFERENCE §4): exact W1 between point clouds (an assignment problem, solved by POT),
+its noise floor W1(real, real'), and mode statistics for the two mixtures.
+
+Figures: the critic's level sets with real (orange) and generated (green) samples beside a map of
+‖∇f‖, and the training curves from a run's metrics table.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: scripts run on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+DATASETS = ("8gaussians", "25gaussians", "swissroll")
+
+# Post-scaling geometry of the mixtures: (centres before scaling, component std, divisor).
+_SCALE = {"8gaussians": 1.414, "25gaussians": 2.828, "swissroll": 7.5}
+_NOISE = {"8gaussians": 0.02, "25gaussians": 0.05, "swissroll": 0.25}
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+def _mixture_centres(name: str, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Centres (before scaling) of the components numbered idx, computed on idx's device.
+
+    Computed from the index with arithmetic rather than looked up in a constant table, so that
+    no host-to-device copy happens and sampling can run inside a captured CUDA graph.
+    """
+    if name == "8gaussians":
+        # The anchor's 8 centres are exactly the points of the circle of radius 2 at multiples of
+        # 45°; rounding makes cos(90°) ≈ -4e-8 instead of 0, far below the component std 0.014.
+        angle = idx.to(dtype) * (math.pi / 4)
+        return 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    i = torch.div(idx, 5, rounding_mode="floor") - 2
+    j = idx - 5 * torch.div(idx, 5, rounding_mode="floor") - 2
+    return 2.0 * torch.stack([i, j], dim=1).to(dtype)
+
+
+def sample(name: str, n: int, device="cpu", generator: torch.Generator | None = None,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Draw n points of a toy distribution as an (n, 2) tensor on `device`.
+
+    Pure torch ops on the target device: no numpy, no host sync, so a script can draw batches
+    inside a captured CUDA graph (leave `generator` None there: the default generator is the one
+    CUDA graphs know how to advance on every replay).
+    """
+    _check_name(name)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    kw = dict(device=device, generator=generator)
+    if name == "swissroll":
+        t = 1.5 * math.pi * (1 + 2 * torch.rand(n, 1, dtype=dtype, **kw))
+        x = torch.cat([t * torch.cos(t), t * torch.sin(t)], dim=1)
+        x = x + _NOISE[name] * torch.randn(n, 2, dtype=dtype, **kw)
+        return x / _SCALE[name]
+    k = 8 if name == "8gaussians" else 25
+    idx = torch.randint(0, k, (n,), **kw)
+    x = _mixture_centres(name, idx, dtype) + _NOISE[name] * torch.randn(n, 2, dtype=dtype, **kw)
+    return x / _SCALE[name]
+
+
+def centres(name: str) -> np.ndarray | None:
+    """The mixture's component centres after scaling, shape (k, 2); None for the swiss roll."""
+    _check_name(name)
+    if name == "swissroll":
+        return None
+    k = 8 if name == "8gaussians" else 25
+    c = _mixture_centres(name, torch.arange(k), torch.float64)
+    return (c / _SCALE[name]).numpy()
+
+
+def component_std(name: str) -> float | None:
+    """Std of one mixture component after scaling (REFERENCE §4 uses it for the 3-std rule)."""
+    _check_name(name)
+    return None if name == "swissroll" else _NOISE[name] / _SCALE[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+def _as_numpy(x, what: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"{what} must be a non-empty (n, d) point cloud, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or inf")
+    return x
+
+
+def w1(x, y, num_iter_max: int = 10_000_000) -> float:
+    """Exact Wasserstein-1 distance (Euclidean ground cost) between two point clouds.
+
+    Each cloud gets uniform weights; x and y are torch tensors (any device) or numpy arrays of
+    shape (n, d) and (m, d). Solved as a linear program by POT's network simplex (ot.emd2) in
+    float64. The default iteration cap of POT (1e5) stops early on large clouds and then returns
+    a wrong number with only a warning; here that becomes a RuntimeError.
+    """
+    import ot  # imported here so that data and plots work without POT installed
+
+    a, b = _as_numpy(x, "x"), _as_numpy(y, "y")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x and y live in different dimensions: {a.shape[1]} vs {b.shape[1]}")
+    cost = ot.dist(a, b, metric="euclidean")
+    wa = np.full(len(a), 1.0 / len(a))
+    wb = np.full(len(b), 1.0 / len(b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "numItermax reached" must not pass silently
+        value, log = ot.emd2(wa, wb, cost, numItermax=num_iter_max, log=True)
+    if log.get("result_code") != 1:
+        raise RuntimeError(f"exact W1 solver did not reach optimality: {log.get('warning')}")
+    return float(value)
+
+
+def w1_floor(name: str, n: int, generator: torch.Generator | None = None) -> float:
+    """W1 between two independent real samples of size n: what a perfect generator would score.
+
+    Two samples of the same distribution are about c/√n apart, not 0, so a generator's W1 means
+    something only beside this number.
+    """
+    return w1(sample(name, n, generator=generator), sample(name, n, generator=generator))
+
+
+def mode_stats(name: str, samples) -> dict | None:
+    """Modes captured and share of high-quality samples for the mixtures; None for swissroll.
+
+    A sample is high quality if it lies within 3 component stds (after scaling) of its nearest
+    centre; a mode is captured if at least one high-quality sample is nearest to it
+    (VEEGAN / PacGAN convention, REFERENCE §4).
+    """
+    c = centres(name)
+    if c is None:
+        return None
+    x = _as_numpy(samples, "samples")
+    d = np.linalg.norm(x[:, None, :] - c[None, :, :], axis=2)
+    nearest = d.argmin(axis=1)
+    good = d[np.arange(len(x)), nearest] <= 3 * component_std(name)
+    return {
+        "modes": int(len(np.unique(nearest[good]))),
+        "n_modes": int(len(c)),
+        "high_quality": float(good.mean()),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated (as in the seeds)
+GRID_EXTENT, GRID_SIZE = 3.0, 128
+
+
+def critic_grid(critic, device="cpu", extent: float = GRID_EXTENT, size: int = GRID_SIZE):
+    """Evaluate the critic and ‖∇f‖ on a size×size grid over [-extent, extent]².
+
+    Returns (X, Y, F, G) as numpy arrays of shape (size, size) in matplotlib's "xy" layout:
+    row i is y = ys[i], column j is x = xs[j], so F[i, j] = f(X[i, j], Y[i, j]) and the arrays
+    can be handed to contourf(X, Y, F) without transposing (one public port mirrored its map
+    across the diagonal by getting this wrong).
+    """
+    xs = np.linspace(-extent, extent, size)
+    X, Y = np.meshgrid(xs, xs, indexing="xy")
+    pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=torch.float32,
+                       device=device, requires_grad=True)
+    with torch.enable_grad():
+        out = critic(pts).reshape(-1)
+        (grad,) = torch.autograd.grad(out.sum(), pts, allow_unused=True)
+    if grad is None:  # a critic that ignores its input
+        grad = torch.zeros_like(pts)
+    F = out.detach().cpu().double().numpy().reshape(size, size)
+    G = grad.norm(dim=1).cpu().double().numpy().reshape(size, size)
+    return X, Y, F, G
+
+
+def _scatter(ax, pts, colour, label):
+    if pts is None:
+        return
+    p = _as_numpy(pts, label)
+    ax.scatter(p[:, 0], p[:, 1], marker="+", s=14, linewidths=0.8, c=colour, label=label,
+               alpha=0.8, zorder=3)
+
+
+def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
+                extent: float = GRID_EXTENT) -> str:
+    """Draw the critic's level sets with the samples, and beside them the map of ‖∇f‖.
+
+    Left: filled level sets of f on a 128×128 grid over [-extent, extent]², real samples in
+    orange, generated in green. Right: ‖∇f‖ on the same grid on a diverging scale centred at 1
+    (blue: the critic is flatter than 1-Lipschitz there, red: steeper), with the level
+    ‖∇f‖ = 1 drawn in black. `critic` maps an (N, 2) tensor to (N,) or (N, 1); `fake` may be
+    None. Writes a PNG to `path` and returns the path.
+    """
+    if device is None:
+        params = list(critic.parameters()) if hasattr(critic, "parameters") else []
+        device = params[0].device if params else (
+            real.device if isinstance(real, torch.Tensor) else "cpu")
+    X, Y, F, G = critic_grid(critic, device=device, extent=extent)
+    fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(12.5, 5.6), constrained_layout=True)
+
+    levels = np.linspace(F.min(), F.max(), 25) if np.ptp(F) > 0 else 25
+    cf = ax_f.contourf(X, Y, F, levels=levels, cmap="PuBu", alpha=0.75)
+    ax_f.contour(X, Y, F, levels=levels, colors="k", linewidths=0.35, alpha=0.5)
+    fig.colorbar(cf, ax=ax_f, shrink=0.9, label="critic f(x)")
+    _scatter(ax_f, real, REAL_COLOUR, "real")
+    _scatter(ax_f, fake, FAKE_COLOUR, "generated")
+    ax_f.legend(loc="upper right", fontsize=8, framealpha=0.85, markerscale=1.5)
+    ax_f.set_title("critic level sets and samples", fontsize=10)
+
+    gmax = max(2.0, float(np.nanmax(G)) if np.isfinite(G).any() else 2.0)
+    im = ax_g.imshow(G, origin="lower", extent=(-extent, extent, -extent, extent),
+                     cmap="RdBu_r", norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=gmax),
+                     interpolation="nearest", aspect="equal")
+    if G.min() < 1.0 < G.max():
+        ax_g.contour(X, Y, G, levels=[1.0], colors="k", linewidths=1.2)
+    cb = fig.colorbar(im, ax=ax_g, shrink=0.9, label="‖∇f(x)‖")
+    cb.ax.axhline(1.0, color="k", linewidth=1.2)
+    share = float((G > 1.0).mean())
+    ax_g.set_title(f"‖∇f‖ (black: ‖∇f‖ = 1); max {G.max():.2f}, above 1 on {100 * share:.0f}%",
+                   fontsize=10)
+
+    for ax in (ax_f, ax_g):
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x₁")
+        ax.set_ylabel("x₂")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
+    """Write a figure atomically, so that a crash never leaves a half-written PNG."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(path: str) -> list[dict]:
+    """Read a run's metrics.csv into a list of dicts of floats (empty cells become NaN)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        out.append({k: (float(v) if v not in ("", None) else float("nan")) for k, v in r.items()})
+    return out
+
+
+def plot_curves(metrics, path: str, title: str = "") -> str:
+    """Training curves from a run's metrics (a list of dicts, or the path of metrics.csv).
+
+    Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
+    the penalty (log scale); ‖∇f‖ at the penalty points; mode statistics where the run has them.
+    Columns used: iter, critic_estimate, w1, w1_floor, penalty, grad_norm_mean, grad_norm_max,
+    modes, n_modes, high_quality. Missing columns are skipped.
+    """
+    rows = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
+
+    def col(name):
+        return np.array([float(r.get(name, float("nan"))) for r in rows], dtype=float)
+
+    it = col("iter")
+    has_modes = np.isfinite(col("modes")).any()
+    ncols = 4 if has_modes else 3
+    fig, axes = plt.subplots(1, ncols, figsize=(4.4 * ncols, 3.8), constrained_layout=True)
+
+    ax = axes[0]
+    ax.plot(it, col("w1"), "-o", ms=3, color="k", label="exact W1(generated, real)")
+    ax.plot(it, col("w1_floor"), "--", color="0.5", label="floor W1(real, real′)")
+    ax.plot(it, col("critic_estimate"), "-", color="#1f77b4", label="critic: E f(real) − E f(fake)")
+    ax.set_xlabel("generator iteration")
+    ax.set_title("W1: exact vs the critic's estimate", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    pen = col("penalty")
+    if np.isfinite(pen).any() and (pen[np.isfinite(pen)] > 0).any():
+        ax.semilogy(it, np.where(pen > 0, pen, np.nan), "-", color="#d62728")
+    else:
+        ax.plot(it, pen, "-", color="#d62728")
+    ax.set_xlabel("generator iteration")
+    ax.set_title("penalty R (before λ)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+
+    ax = axes[2]
+    ax.plot(it, col("grad_norm_mean"), "-", color="#9467bd", label="mean ‖∇f‖")
+    ax.plot(it, col("grad_norm_max"), ":", color="#9467bd", label="max ‖∇f‖")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("generator iteration")
+    ax.set_title("‖∇f‖ at the penalty points", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+    if has_modes:
+        ax = axes[3]
+        ax.plot(it, col("modes"), "-o", ms=3, color="#8c564b", label="modes captured")
+        ax.set_ylim(0, np.nanmax(col("n_modes")) + 1)
+        ax.set_xlabel("generator iteration")
+        ax.set_ylabel("modes")
+        ax2 = ax.twinx()
+        ax2.plot(it, 100 * col("high_quality"), "-", color="#e377c2", label="high quality %")
+        ax2.set_ylim(0, 101)
+        ax2.set_ylabel("high-quality samples (%)")
+        ax.set_title("mode coverage", fontsize=10)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
