@@ -1,0 +1,229 @@
+"""Behaviour every method script shares (outputs, bad input, divergence, Ctrl-C, resume, CUDA
+graph), run for each script for a few iterations at a tiny width on the CPU.
+
+Method-specific arguments for a script's quick runs go in EXTRA; everything else is the same
+for all scripts, which is the point: they share one template.
+"""
+import csv
+import glob
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip")
+           if os.path.exists(os.path.join(ROOT, s + ".py"))]
+QUICK = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
+
+
+def run_main(script, argv, capsys=None):
+    mod = importlib.import_module(script)
+    try:
+        code = mod.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr() if capsys else None
+    return code, out
+
+
+def run_dirs(out):
+    return sorted(glob.glob(os.path.join(out, "*")))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("data", common.DATASETS)
+def test_run_writes_every_output(script, data, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, QUICK + ["--data", data, "--iters", "6", "--eval-every", "3",
+                                          "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    assert os.path.basename(d).startswith(f"{script}-{data}-s0-")
+    for f in ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "curves.png",
+              "critic_000000.png", "critic_000003.png", "critic_final.png"):
+        assert os.path.getsize(os.path.join(d, f)) > 0, f
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    assert [int(r["iter"]) for r in rows] == [0, 3, 6]
+    need = {"loss_d", "penalty", "critic_estimate", "loss_g", "w1", "w1_floor", "grad_norm_mean",
+            "grad_norm_max", "grad_share_above_1", "grad_w_disc", "ms_per_iter"}
+    if data != "swissroll":
+        need |= {"modes", "n_modes", "high_quality"}
+    assert need <= set(rows[0])
+    assert all(float(r["w1"]) > 0 and float(r["w1_floor"]) > 0 for r in rows)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    assert cfg["args"]["data"] == data and cfg["versions"]["torch"] == torch.__version__
+    summ = json.load(open(os.path.join(d, "summary.json")))
+    assert summ["status"] == "finished" and summ["final"]["iter"] == 6
+    assert summ["run_dir"] == d and summ["wall_time_s"] > 0
+    assert d in cap.out and "it      6/6" in cap.out and "W1" in cap.out and "ETA" in cap.out
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    assert ck["script"] == script and ck["iteration"] == 6
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, QUICK + ["--fixed-generator", "--iters", "4", "--eval-every",
+                                          "4", "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    torch.manual_seed(0)
+    mod = importlib.import_module(script)
+    g0 = mod.mlp(2, 16, 2).state_dict()  # the generator as initialised from the seed
+    assert all(torch.equal(g0[k], ck["G"][k]) for k in g0)
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    # fake = real + N(0, I): W1 is about that of adding unit noise, far above the floor
+    assert float(rows[-1]["w1"]) > 5 * float(rows[-1]["w1_floor"])
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_two_runs_never_share_a_folder(script, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    for _ in range(2):
+        assert run_main(script, QUICK + ["--iters", "1", "--eval-every", "1", "--out", out],
+                        capsys)[0] == 0
+    assert len(run_dirs(out)) == 2
+
+
+BAD = [
+    (["--lambda", "-1"], "--lambda"),
+    (["--iters", "0"], "--iters"),
+    (["--batch", "1"], "--batch"),
+    (["--data", "moons"], "moons"),
+    (["--resume", "/nonexistent/checkpoint.pt"], "no checkpoint"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--n-critic", "0"], "--"),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("argv,says", BAD)
+def test_bad_input_is_one_line_exit_2_and_no_folder(script, argv, says, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, argv + ["--out", out], capsys)
+    assert code == 2
+    err = cap.err.strip()
+    assert "\n" not in err and says in err and err.startswith(f"{script}.py: error:")
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_rejects_foreign_files(script, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    other = tmp_path / "other.pt"
+    torch.save({"script": "some_other_script", "iteration": 3}, other)
+    for path, says in ((junk, "not a checkpoint"), (other, f"not a checkpoint of {script}.py")):
+        code, cap = run_main(script, ["--resume", str(path), "--out", str(tmp_path / "r")], capsys)
+        assert code == 2 and says in cap.err and "\n" not in cap.err.strip()
+    assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_non_finite_loss_stops_and_keeps_last_good(script, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    # An absurd learning rate blows the weights up within a few steps.
+    code, cap = run_main(script, QUICK + ["--lr", "1e30", "--iters", "50", "--eval-every", "10",
+                                          "--out", out], capsys)
+    assert code == 1
+    assert "NaN or infinite" in cap.err and "last good checkpoint" in cap.err
+    (d,) = run_dirs(out)
+    summ = json.load(open(os.path.join(d, "summary.json")))
+    assert summ["status"] == "diverged"
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    assert ck["iteration"] == summ["iteration"] < 50
+    assert all(torch.isfinite(v).all() for v in ck["D"].values())
+    assert os.path.exists(os.path.join(d, f"critic_{ck['iteration']:06d}.png"))
+
+
+def _params(path):
+    ck = torch.load(path, weights_only=True)
+    return ck["G"], ck["D"], ck["opt_d"]["state"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    base = QUICK + ["--device", "cpu", "--eval-every", "5", "--seed", "3"]
+    assert run_main(script, base + ["--iters", "12", "--out", a], capsys)[0] == 0
+    assert run_main(script, base + ["--iters", "7", "--out", b], capsys)[0] == 0
+    (db,) = run_dirs(b)
+    code, cap = run_main(script, ["--resume", os.path.join(db, "checkpoint.pt"), "--iters", "12"],
+                         capsys)
+    assert code == 0, cap.err
+    (da,) = run_dirs(a)
+    ga, da_, oa = _params(os.path.join(da, "checkpoint.pt"))
+    gb, db_, ob = _params(os.path.join(db, "checkpoint.pt"))
+    for x, y in ((ga, gb), (da_, db_)):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    for k in oa:
+        assert all(torch.equal(oa[k][n], ob[k][n]) for n in oa[k])
+    rows = list(csv.DictReader(open(os.path.join(db, "metrics.csv"))))
+    assert [int(r["iter"]) for r in rows] == [0, 5, 7, 10, 12]
+    # resuming may not change the method
+    code, cap = run_main(script, ["--resume", db, "--iters", "20", "--lambda", "3"], capsys)
+    assert code == 2 and "--lambda" in cap.err
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path):
+    out = str(tmp_path / "runs")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *QUICK, "--iters", "100000",
+         "--eval-every", "100000", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    deadline = time.time() + 120
+    while "it      0/" not in seen and time.time() < deadline:  # the first evaluation is done
+        seen += proc.stdout.readline()
+    time.sleep(1.5)  # let it train a little
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + rest
+    assert "interrupted at iteration" in rest and "--resume" in rest
+    (d,) = run_dirs(out)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    assert ck["iteration"] > 0
+    assert os.path.exists(os.path.join(d, "critic_final.png"))
+    assert os.path.exists(os.path.join(d, "curves.png"))
+    assert json.load(open(os.path.join(d, "summary.json")))["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_documents_every_flag(script):
+    mod = importlib.import_module(script)
+    parser = mod.build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+            assert all("_" not in o for o in action.option_strings)  # hyphenated names
+    text = parser.format_help()
+    for flag in ("--data", "--lambda", "--iters", "--n-critic", "--batch", "--lr", "--dim", "--seed",
+                 "--device", "--eval-every", "--out", "--fixed-generator", "--resume",
+                 "--no-cuda-graph"):
+        assert flag in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
+    """The CUDA-graph path and the eager path, from the same seed, end with the same weights."""
+    ends = []
+    for flag in ([], ["--no-cuda-graph"]):
+        out = str(tmp_path / ("eager" if flag else "graph"))
+        code, cap = run_main(script, QUICK + ["--device", "cuda", "--iters", "30", "--eval-every",
+                                              "30", "--out", out] + flag, capsys)
+        assert code == 0, cap.err
+        ends.append(_params(os.path.join(run_dirs(out)[0], "checkpoint.pt")))
+    (g1, d1, _), (g2, d2, _) = ends
+    for x, y in ((g1, g2), (d1, d2)):
+        for k in x:
+            torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=1e-5)
