@@ -278,13 +278,15 @@ def read_metrics(path: str) -> list[dict]:
     return out
 
 
-def plot_curves(metrics, path: str, title: str = "") -> str:
+def plot_curves(metrics, path: str, title: str = "",
+                estimate_label: str = "critic: E f(real) − E f(fake)") -> str:
     """Training curves from a run's metrics (a list of dicts, or the path of metrics.csv).
 
     Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
     the penalty (log scale); ‖∇f‖ at the penalty points; mode statistics where the run has them.
     Columns used: iter, critic_estimate, w1, w1_floor, penalty, grad_norm_mean, grad_norm_max,
-    modes, n_modes, high_quality. Missing columns are skipped.
+    modes, n_modes, high_quality. Missing columns are skipped. `estimate_label` names the
+    critic_estimate curve (with a GAN loss it is a gap between logits, not a W1 estimate).
     """
     rows = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
 
@@ -299,7 +301,7 @@ def plot_curves(metrics, path: str, title: str = "") -> str:
     ax = axes[0]
     ax.plot(it, col("w1"), "-o", ms=3, color="k", label="exact W1(generated, real)")
     ax.plot(it, col("w1_floor"), "--", color="0.5", label="floor W1(real, real′)")
-    ax.plot(it, col("critic_estimate"), "-", color="#1f77b4", label="critic: E f(real) − E f(fake)")
+    ax.plot(it, col("critic_estimate"), "-", color="#1f77b4", label=estimate_label)
     ax.set_xlabel("generator iteration")
     ax.set_title("W1: exact vs the critic's estimate", fontsize=10)
     ax.legend(fontsize=7)

@@ -170,10 +170,10 @@ def penalty(critic, real, fake, args) -> torch.Tensor:
     return gradient_penalty(critic, real, fake, one_sided=args.one_sided)
 
 
-def penalty_points(real, fake, args) -> torch.Tensor:
-    """Points where this method constrains ‖∇f‖ (for the diagnostics): the interpolates x̂."""
+def penalty_diagnostics(critic, real, fake, args) -> dict:
+    """‖∇f‖ where this method constrains it: at fresh interpolates x̂."""
     t = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
-    return t * real + (1 - t) * fake
+    return grad_norm_stats(critic, t * real + (1 - t) * fake)
 
 
 def method_name(args) -> str:
@@ -182,6 +182,14 @@ def method_name(args) -> str:
 
 
 # ------------------------------------------------------------------------------ training step
+def make_optimizers(G, D, args, device):
+    """Adam for both, as in the WGAN-GP paper (lr 1e-4, betas (0.5, 0.9)). On CUDA they are
+    capturable: the step count lives on the device, so a CUDA graph can replay the update."""
+    cap = device.type == "cuda"
+    return (torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap),
+            torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap))
+
+
 def fake_batch(G, real, args):
     """Generated samples for this batch, or real + N(0, I) with --fixed-generator (the anchor's
     FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
@@ -197,8 +205,8 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
     captured once into a CUDA graph and replayed. Returns the last critic step's loss, penalty
     and batch estimate, and the generator loss, as one device tensor.
     """
-    def step():
-        for _ in range(args.n_critic):
+    def step(n_critic: int):
+        for _ in range(n_critic):
             real = common.sample(args.data, args.batch, device)
             with torch.no_grad():
                 fake = fake_batch(G, real, args)  # no graph into G: the critic step must not train G
@@ -223,33 +231,47 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
 STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g")
 
 
+def critic_steps(args, it: int) -> int:
+    """Critic steps in generator iteration it (counted from 0)."""
+    return args.n_critic
+
+
 def cuda_graph_runner(step, warmup: int = GRAPH_WARMUP):
     """Run `step` eagerly `warmup` times on a side stream (real iterations: they also create the
-    optimiser state), then capture it once with torch.cuda.graph and replay it (REFERENCE §7).
-    Each call is one training iteration either way."""
+    optimiser state), then capture it once with torch.cuda.graph and replay it (REFERENCE §7);
+    one graph per critic-step count. Each call is one training iteration either way."""
     side = torch.cuda.Stream()
-    state = {"left": warmup, "graph": None, "out": None}
+    graphs = {}  # n_critic -> [eager warm-up iterations left, graph, its output tensor]
 
-    def run():
-        if state["left"] > 0:
-            state["left"] -= 1
+    def run(n_critic: int):
+        g = graphs.setdefault(n_critic, [warmup, None, None])
+        if g[0] > 0:
+            g[0] -= 1
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                out = step()
+                out = step(n_critic)
             torch.cuda.current_stream().wait_stream(side)
             return out
-        if state["graph"] is None:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                state["out"] = step()
-            state["graph"] = graph
-        state["graph"].replay()
-        return state["out"]
+        if g[1] is None:
+            g[1] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g[1]):
+                g[2] = step(n_critic)
+        g[1].replay()
+        return g[2]
 
     return run
 
 
 # ---------------------------------------------------------------------------------- evaluation
+def grad_norm_stats(critic, x) -> dict:
+    """Mean and max of ‖∇f‖ over the points x, and the share of points where it exceeds 1."""
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(x).sum(), x)
+    gn = g.flatten(1).norm(dim=1)
+    return {"grad_norm_mean": gn.mean().item(), "grad_norm_max": gn.max().item(),
+            "grad_share_above_1": (gn > 1).float().mean().item()}
+
+
 def flat_grad(loss, params):
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
@@ -258,8 +280,8 @@ def flat_grad(loss, params):
 
 def evaluate(G, D, args, device, it: int) -> dict:
     """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats,
-    ‖∇f‖ at the penalty points and the weight-gradient diagnostics of seed 02's "things to do",
-    on fresh samples.
+    the method's own diagnostics (penalty_diagnostics) and the weight-gradient diagnostics of
+    seed 02's "things to do", on fresh samples.
 
     Runs under fork_rng with its own seed, so evaluating never changes the training's random
     stream: a run stopped and resumed draws the same numbers as one that was not.
@@ -280,11 +302,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
                "w1_floor": sum(floors) / len(floors)}
         row.update(common.mode_stats(args.data, fake) or {})
 
-        x = penalty_points(real, fake, args).detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(D(x).sum(), x)
-        gn = g.flatten(1).norm(dim=1)
-        row.update(grad_norm_mean=gn.mean().item(), grad_norm_max=gn.max().item(),
-                   grad_share_above_1=(gn > 1).float().mean().item())
+        row.update(penalty_diagnostics(D, real, fake, args))
 
         # Does the penalty fight the discrimination term? (seed 02) Gradients w.r.t. the critic's
         # weights of the two parts of the critic loss, on one training-size batch.
@@ -407,9 +425,7 @@ def main(argv=None) -> int:
     use_graph = device.type == "cuda" and not args.no_cuda_graph
     torch.manual_seed(args.seed)
     G, D = mlp(2, args.dim, 2).to(device), Critic(args.dim).to(device)
-    cap = device.type == "cuda"  # capturable optimisers keep their step count on the device
-    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap)
-    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap)
+    opt_g, opt_d = make_optimizers(G, D, args, device)
 
     start = 0
     if ckpt is not None:
@@ -489,7 +505,7 @@ def main(argv=None) -> int:
         if start == 0:
             eval_and_save(final=False)
         while it < args.iters and not stop["asked"]:
-            acc += run_step()
+            acc += run_step(critic_steps(args, it))
             n_acc += 1
             it += 1
             if it % args.eval_every == 0 or it == args.iters:
