@@ -126,11 +126,13 @@ def w1(x, y, num_iter_max: int = 10_000_000) -> float:
     a wrong number with only a warning; here that becomes a RuntimeError.
     """
     import ot  # imported here so that data and plots work without POT installed
+    from scipy.spatial.distance import cdist
 
     a, b = _as_numpy(x, "x"), _as_numpy(y, "y")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x and y live in different dimensions: {a.shape[1]} vs {b.shape[1]}")
-    cost = ot.dist(a, b, metric="euclidean")
+    # Direct differences, not ot.dist's ‖x‖² + ‖y‖² − 2x·y, which loses ~8 digits near 0.
+    cost = cdist(a, b, metric="euclidean")
     wa = np.full(len(a), 1.0 / len(a))
     wb = np.full(len(b), 1.0 / len(b))
     with warnings.catch_warnings():
@@ -283,7 +285,7 @@ def plot_curves(metrics, path: str, title: str = "",
     """Training curves from a run's metrics (a list of dicts, or the path of metrics.csv).
 
     Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
-    the penalty (log scale); ‖∇f‖ at the penalty points; mode statistics where the run has them.
+    the penalty (log scale), or for weight clipping the share of weights pinned at ±c; ‖∇f‖ at the penalty points; mode statistics where the run has them.
     Columns used: iter, critic_estimate, w1, w1_floor, penalty, grad_norm_mean, grad_norm_max,
     modes, n_modes, high_quality. Missing columns are skipped. `estimate_label` names the
     critic_estimate curve (with a GAN loss it is a gap between logits, not a W1 estimate).
@@ -309,12 +311,17 @@ def plot_curves(metrics, path: str, title: str = "",
 
     ax = axes[1]
     pen = col("penalty")
-    if np.isfinite(pen).any() and (pen[np.isfinite(pen)] > 0).any():
+    if rows and "penalty" not in rows[0] and "clipped_share" in rows[0]:  # weight clipping
+        ax.plot(it, 100 * col("clipped_share"), "-", color="#d62728")
+        ax.set_ylim(0, 101)
+        ax.set_title("critic weights pinned at ±c (%)", fontsize=10)
+    elif np.isfinite(pen).any() and (pen[np.isfinite(pen)] > 0).any():
         ax.semilogy(it, np.where(pen > 0, pen, np.nan), "-", color="#d62728")
+        ax.set_title("penalty R (before λ)", fontsize=10)
     else:
         ax.plot(it, pen, "-", color="#d62728")
+        ax.set_title("penalty R (before λ)", fontsize=10)
     ax.set_xlabel("generator iteration")
-    ax.set_title("penalty R (before λ)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
 
     ax = axes[2]

@@ -131,3 +131,13 @@ def test_gan_losses_match_closed_form(real, fake):
     assert generator_loss(f, "gan").item() == pytest.approx(want_g, rel=1e-9)
     assert critic_loss(r, f, "wgan").item() == pytest.approx(f.mean() - r.mean(), abs=1e-12)
     assert generator_loss(f, "wgan").item() == pytest.approx(-f.mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize("argv,n_critic,iters", [([], 1, 15000), (["--loss", "wgan"], 5, 5000),
+                                                 (["--loss", "wgan", "--n-critic", "3"], 3, 5000),
+                                                 (["--iters", "7"], 1, 7)])
+def test_loss_dependent_defaults(argv, n_critic, iters):
+    import dragan
+    args = dragan.build_parser().parse_args(argv)
+    dragan.fill_loss_defaults(args)
+    assert (args.n_critic, args.iters) == (n_critic, iters)

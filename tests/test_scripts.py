@@ -22,7 +22,13 @@ import common
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip")
            if os.path.exists(os.path.join(ROOT, s + ".py"))]
-QUICK = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
+QUICK_ALL = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
+# Weight clipping's warm-up schedule (100 critic steps per iteration) is tested on its own.
+EXTRA = {"wgan_clip": ["--no-warmup-schedule"]}
+
+
+def quick(script):
+    return QUICK_ALL + EXTRA.get(script, [])
 
 
 def run_main(script, argv, capsys=None):
@@ -43,7 +49,7 @@ def run_dirs(out):
 @pytest.mark.parametrize("data", common.DATASETS)
 def test_run_writes_every_output(script, data, tmp_path, capsys):
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, QUICK + ["--data", data, "--iters", "6", "--eval-every", "3",
+    code, cap = run_main(script, quick(script) + ["--data", data, "--iters", "6", "--eval-every", "3",
                                           "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
@@ -53,8 +59,11 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
         assert os.path.getsize(os.path.join(d, f)) > 0, f
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     assert [int(r["iter"]) for r in rows] == [0, 3, 6]
-    need = {"loss_d", "penalty", "critic_estimate", "loss_g", "w1", "w1_floor", "grad_norm_mean",
+    need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "grad_norm_mean",
             "grad_norm_max", "grad_share_above_1", "grad_w_disc", "ms_per_iter"}
+    # what the constraint logs: a penalty and its weight gradient, or the clipping diagnostics
+    need |= ({"clipped_share", "lipschitz_bound", "k_times_w1", "estimate_over_w1", "certified"}
+             if script == "wgan_clip" else {"penalty", "grad_w_pen", "cos_disc_pen"})
     if data != "swissroll":
         need |= {"modes", "n_modes", "high_quality"}
     assert need <= set(rows[0])
@@ -72,7 +81,7 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, QUICK + ["--fixed-generator", "--iters", "4", "--eval-every",
+    code, cap = run_main(script, quick(script) + ["--fixed-generator", "--iters", "4", "--eval-every",
                                           "4", "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
@@ -90,7 +99,7 @@ def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
 def test_two_runs_never_share_a_folder(script, tmp_path, capsys):
     out = str(tmp_path / "runs")
     for _ in range(2):
-        assert run_main(script, QUICK + ["--iters", "1", "--eval-every", "1", "--out", out],
+        assert run_main(script, quick(script) + ["--iters", "1", "--eval-every", "1", "--out", out],
                         capsys)[0] == 0
     assert len(run_dirs(out)) == 2
 
@@ -132,7 +141,7 @@ def test_resume_rejects_foreign_files(script, tmp_path, capsys):
 def test_non_finite_loss_stops_and_keeps_last_good(script, tmp_path, capsys):
     out = str(tmp_path / "runs")
     # An absurd learning rate blows the weights up within a few steps.
-    code, cap = run_main(script, QUICK + ["--lr", "1e30", "--iters", "50", "--eval-every", "10",
+    code, cap = run_main(script, quick(script) + ["--lr", "1e30", "--iters", "50", "--eval-every", "10",
                                           "--out", out], capsys)
     assert code == 1
     assert "NaN or infinite" in cap.err and "last good checkpoint" in cap.err
@@ -153,7 +162,7 @@ def _params(path):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    base = QUICK + ["--device", "cpu", "--eval-every", "5", "--seed", "3"]
+    base = quick(script) + ["--device", "cpu", "--eval-every", "5", "--seed", "3"]
     assert run_main(script, base + ["--iters", "12", "--out", a], capsys)[0] == 0
     assert run_main(script, base + ["--iters", "7", "--out", b], capsys)[0] == 0
     (db,) = run_dirs(b)
@@ -170,15 +179,15 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
     rows = list(csv.DictReader(open(os.path.join(db, "metrics.csv"))))
     assert [int(r["iter"]) for r in rows] == [0, 5, 7, 10, 12]
     # resuming may not change the method
-    code, cap = run_main(script, ["--resume", db, "--iters", "20", "--lambda", "3"], capsys)
-    assert code == 2 and "--lambda" in cap.err
+    code, cap = run_main(script, ["--resume", db, "--iters", "20", "--batch", "64"], capsys)
+    assert code == 2 and "cannot change --batch" in cap.err
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path):
     out = str(tmp_path / "runs")
     proc = subprocess.Popen(
-        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *QUICK, "--iters", "100000",
+        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *quick(script), "--iters", "100000",
          "--eval-every", "100000", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     seen = ""
@@ -207,7 +216,7 @@ def test_help_documents_every_flag(script):
             assert action.help, action.option_strings
             assert all("_" not in o for o in action.option_strings)  # hyphenated names
     text = parser.format_help()
-    for flag in ("--data", "--lambda", "--iters", "--n-critic", "--batch", "--lr", "--dim", "--seed",
+    for flag in ("--data", "--iters", "--n-critic", "--batch", "--lr", "--dim", "--seed",
                  "--device", "--eval-every", "--out", "--fixed-generator", "--resume",
                  "--no-cuda-graph"):
         assert flag in text
@@ -219,7 +228,7 @@ def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
     ends = []
     for flag in ([], ["--no-cuda-graph"]):
         out = str(tmp_path / ("eager" if flag else "graph"))
-        code, cap = run_main(script, QUICK + ["--device", "cuda", "--iters", "30", "--eval-every",
+        code, cap = run_main(script, quick(script) + ["--device", "cuda", "--iters", "30", "--eval-every",
                                               "30", "--out", out] + flag, capsys)
         assert code == 0, cap.err
         ends.append(_params(os.path.join(run_dirs(out)[0], "checkpoint.pt")))
@@ -227,3 +236,42 @@ def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
     for x, y in ((g1, g2), (d1, d2)):
         for k in x:
             torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=1e-5)
+
+
+VARIANTS = [
+    ("wgan_gp", ["--one-sided"]),
+    ("slogan", ["--pairs", "real-fake"]), ("slogan", ["--pairs", "all"]), ("slogan", ["--two-sided"]),
+    *[("dragan", ["--loss", loss, "--perturb", kind])
+      for loss in ("gan", "wgan") for kind in ("paper", "normal", "none")],
+    ("dragan", ["--one-sided", "--perturb-scale", "1.0"]),
+    ("wgan_clip", ["--clip", "0.05"]),
+]
+
+
+@pytest.mark.parametrize("script,extra", [v for v in VARIANTS if v[0] in SCRIPTS],
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_method_variants_run(script, extra, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + extra + ["--iters", "2", "--eval-every", "2",
+                                                         "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    flags = {a.option_strings[0]: a.dest for a in importlib.import_module(script)
+             .build_parser()._actions if a.option_strings}
+    for flag, value in zip(extra, extra[1:] + [None]):
+        if flag.startswith("--"):
+            got = cfg["args"][flags[flag]]
+            assert got is True if value is None or value.startswith("--") else \
+                str(got) == value or float(got) == float(value)
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    assert float(rows[-1]["w1"]) > 0 and rows[-1]["iter"] == "2"
+
+
+def test_benchmark_runs(tmp_path):
+    """The speed benchmark runs (its figures are printed, not asserted: speed is no test)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "speed.py"), "--dims",
+                        "8", "--iters", "2", "--batch", "16"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "ms/it" in r.stdout and "    8 " in r.stdout
