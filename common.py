@@ -210,6 +210,45 @@ def _scatter(ax, pts, colour, label):
                alpha=0.8, zorder=3)
 
 
+def _draw_levels(ax, X, Y, F, real, fake):
+    """Filled level sets of F with thin contour lines, and the samples on top."""
+    levels = np.linspace(F.min(), F.max(), 25) if np.ptp(F) > 0 else 25
+    cf = ax.contourf(X, Y, F, levels=levels, cmap="PuBu", alpha=0.75)
+    ax.contour(X, Y, F, levels=levels, colors="k", linewidths=0.35, alpha=0.5)
+    _scatter(ax, real, REAL_COLOUR, "real")
+    _scatter(ax, fake, FAKE_COLOUR, "generated")
+    return cf
+
+
+def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
+                     extent: float = GRID_EXTENT) -> str:
+    """Several critics side by side, as seed 02's Figures 6–9: panels is a list of
+    (panel title, critic, real, fake); each panel shows level sets and samples."""
+    n = len(panels)
+    if n == 0:
+        raise ValueError("no panels to draw")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.7 * nrows),
+                             constrained_layout=True, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, (name, critic, real, fake) in zip(axes.ravel(), panels):
+        params = list(critic.parameters()) if hasattr(critic, "parameters") else []
+        X, Y, F, _ = critic_grid(critic, device=params[0].device if params else "cpu",
+                                 extent=extent)
+        _draw_levels(ax, X, Y, F, real, fake)
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
 def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
                 extent: float = GRID_EXTENT) -> str:
     """Draw the critic's level sets with the samples, and beside them the map of ‖∇f‖.
@@ -227,12 +266,8 @@ def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
     X, Y, F, G = critic_grid(critic, device=device, extent=extent)
     fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(12.5, 5.6), constrained_layout=True)
 
-    levels = np.linspace(F.min(), F.max(), 25) if np.ptp(F) > 0 else 25
-    cf = ax_f.contourf(X, Y, F, levels=levels, cmap="PuBu", alpha=0.75)
-    ax_f.contour(X, Y, F, levels=levels, colors="k", linewidths=0.35, alpha=0.5)
+    cf = _draw_levels(ax_f, X, Y, F, real, fake)
     fig.colorbar(cf, ax=ax_f, shrink=0.9, label="critic f(x)")
-    _scatter(ax_f, real, REAL_COLOUR, "real")
-    _scatter(ax_f, fake, FAKE_COLOUR, "generated")
     ax_f.legend(loc="upper right", fontsize=8, framealpha=0.85, markerscale=1.5)
     ax_f.set_title("critic level sets and samples", fontsize=10)
 
@@ -285,9 +320,11 @@ def plot_curves(metrics, path: str, title: str = "",
     """Training curves from a run's metrics (a list of dicts, or the path of metrics.csv).
 
     Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
-    the penalty (log scale), or for weight clipping the share of weights pinned at ±c; ‖∇f‖ at the penalty points; mode statistics where the run has them.
-    Columns used: iter, critic_estimate, w1, w1_floor, penalty, grad_norm_mean, grad_norm_max,
-    modes, n_modes, high_quality. Missing columns are skipped. `estimate_label` names the
+    the penalty (log scale), or for weight clipping the share of weights pinned at ±c; ‖∇f‖ at
+    the penalty points; mode statistics where the run has them.
+    the cosine between the critic-weight gradients of the discrimination term and of λR (seed 02:
+    does the penalty fight the discrimination term?). Columns used: iter, critic_estimate, w1,
+    w1_floor, penalty, grad_norm_mean, grad_norm_max, cos_disc_pen, modes, n_modes, high_quality. Missing columns are skipped. `estimate_label` names the
     critic_estimate curve (with a GAN loss it is a gap between logits, not a W1 estimate).
     """
     rows = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
@@ -297,7 +334,8 @@ def plot_curves(metrics, path: str, title: str = "",
 
     it = col("iter")
     has_modes = np.isfinite(col("modes")).any()
-    ncols = 4 if has_modes else 3
+    has_cos = np.isfinite(col("cos_disc_pen")).any()
+    ncols = 3 + has_modes + has_cos
     fig, axes = plt.subplots(1, ncols, figsize=(4.4 * ncols, 3.8), constrained_layout=True)
 
     ax = axes[0]
@@ -333,8 +371,18 @@ def plot_curves(metrics, path: str, title: str = "",
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 
-    if has_modes:
+    if has_cos:
         ax = axes[3]
+        ax.plot(it, col("cos_disc_pen"), "-o", ms=3, color="#17becf")
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_xlabel("generator iteration")
+        ax.set_title("cos(∇w discrimination, ∇w λR)\n< 0: the penalty pulls against it",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+
+    if has_modes:
+        ax = axes[-1]
         ax.plot(it, col("modes"), "-o", ms=3, color="#8c564b", label="modes captured")
         ax.set_ylim(0, np.nanmax(col("n_modes")) + 1)
         ax.set_xlabel("generator iteration")

@@ -88,7 +88,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--batch", type=int, default=256, help="batch size")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (G and critic)")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.9], help="Adam betas")
-    t.add_argument("--dim", type=int, default=128, help="hidden width of G and critic (anchor: 512)")
+    t.add_argument("--dim", type=int, default=128,
+                   help="hidden width of G and critic (anchor: 512)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
@@ -297,7 +298,7 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
         for _ in range(n_critic):
             real = common.sample(args.data, args.batch, device)
             with torch.no_grad():
-                fake = fake_batch(G, real, args)  # no graph into G: the critic step must not train G
+                fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
             out_real, out_fake = D(real), D(fake)
             f_real, f_fake = out_real.mean(), out_fake.mean()
             pen = penalty(D, real, fake, args)
@@ -531,7 +532,8 @@ def main(argv=None) -> int:
     else:
         run_dir = new_run_dir(args)
     metrics_path = os.path.join(run_dir, "metrics.csv")
-    write_json(os.path.join(run_dir, "config.json" if ckpt is None else f"config-resume{start}.json"),
+    config_name = "config.json" if ckpt is None else f"config-resume{start}.json"
+    write_json(os.path.join(run_dir, config_name),
                {"script": SCRIPT, "args": vars(args), "argv": sys.argv if argv is None else argv,
                 "method": method_name(args), "critic_estimate_is": estimate_label(args),
                 "cuda_graph": use_graph, "versions": versions(device),

@@ -20,7 +20,7 @@ So L ≤ 1 is a property of the optimal critic, L = 1 is not: only the one-sided
 with it. (A linear 1-Lipschitz critic f = a·x has L = |a·u| < 1 for every direction u ≠ ±a.)
 
 Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
-    python slogan.py --lambda 10                   # SLOGAN, interpolate pairs, swiss roll (~3 min, 2-core CPU)
+    python slogan.py --lambda 10                   # SLOGAN on the swiss roll (~4 min on 2 cores)
     python slogan.py --two-sided --lambda 0.1      # semi-improved training (also try 1 and 10)
     python slogan.py --pairs all                   # the one-sided quotient on all B² pairs
     python slogan.py --dim 512 --iters 100000      # the anchor's full toy setting
@@ -75,7 +75,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--batch", type=int, default=256, help="batch size")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (G and critic)")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.9], help="Adam betas")
-    t.add_argument("--dim", type=int, default=128, help="hidden width of G and critic (anchor: 512)")
+    t.add_argument("--dim", type=int, default=128,
+                   help="hidden width of G and critic (anchor: 512)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
@@ -153,7 +154,8 @@ class Critic(nn.Module):
 PAIRINGS = ("real-fake", "interpolate", "all")
 
 
-def lipschitz_quotient(critic, x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def lipschitz_quotient(critic, x: torch.Tensor, y: torch.Tensor,
+                       eps: float = 1e-8) -> torch.Tensor:
     """L(x_i, y_i) = |f(x_i) − f(y_i)| / (‖x_i − y_i‖ + eps) for each pair i, shape (N,).
 
     x, y: (N, ...) of one shape; the norm is over all non-batch dimensions. The eps (1e-8, as in
@@ -252,7 +254,7 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
         for _ in range(n_critic):
             real = common.sample(args.data, args.batch, device)
             with torch.no_grad():
-                fake = fake_batch(G, real, args)  # no graph into G: the critic step must not train G
+                fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
             f_real, f_fake = D(real).mean(), D(fake).mean()
             pen = penalty(D, real, fake, args)
             loss_d = f_fake - f_real + args.lam * pen  # E f(fake) − E f(real) + λR
@@ -484,7 +486,8 @@ def main(argv=None) -> int:
     else:
         run_dir = new_run_dir(args)
     metrics_path = os.path.join(run_dir, "metrics.csv")
-    write_json(os.path.join(run_dir, "config.json" if ckpt is None else f"config-resume{start}.json"),
+    config_name = "config.json" if ckpt is None else f"config-resume{start}.json"
+    write_json(os.path.join(run_dir, config_name),
                {"script": SCRIPT, "args": vars(args), "argv": sys.argv if argv is None else argv,
                 "method": method_name(args), "cuda_graph": use_graph, "versions": versions(device),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")})

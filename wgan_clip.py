@@ -68,8 +68,10 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--iters", type=int, default=5000, help="generator iterations")
     t.add_argument("--n-critic", type=int, default=5, help="critic steps per generator step")
     t.add_argument("--batch", type=int, default=256, help="batch size")
-    t.add_argument("--lr", type=float, default=5e-5, help="RMSProp learning rate (G and critic)")
-    t.add_argument("--dim", type=int, default=128, help="hidden width of G and critic (anchor: 512)")
+    t.add_argument("--lr", type=float, default=5e-5,
+                   help="RMSProp learning rate (G and critic)")
+    t.add_argument("--dim", type=int, default=128,
+                   help="hidden width of G and critic (anchor: 512)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
@@ -215,7 +217,7 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
         for _ in range(n_critic):
             real = common.sample(args.data, args.batch, device)
             with torch.no_grad():
-                fake = fake_batch(G, real, args)  # no graph into G: the critic step must not train G
+                fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
             f_real, f_fake = D(real).mean(), D(fake).mean()
             loss_d = f_fake - f_real  # E f(fake) − E f(real); no penalty
             opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
@@ -229,7 +231,8 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
             opt_g.zero_grad(set_to_none=False)
             loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
             opt_g.step()
-        return torch.stack([loss_d, clipped_share(D, args.clip), f_real - f_fake, loss_g]).detach()
+        return torch.stack([loss_d, clipped_share(D, args.clip), f_real - f_fake,
+                            loss_g]).detach()
 
     return step
 
@@ -447,7 +450,8 @@ def main(argv=None) -> int:
     else:
         run_dir = new_run_dir(args)
     metrics_path = os.path.join(run_dir, "metrics.csv")
-    write_json(os.path.join(run_dir, "config.json" if ckpt is None else f"config-resume{start}.json"),
+    config_name = "config.json" if ckpt is None else f"config-resume{start}.json"
+    write_json(os.path.join(run_dir, config_name),
                {"script": SCRIPT, "args": vars(args), "argv": sys.argv if argv is None else argv,
                 "method": method_name(args), "cuda_graph": use_graph, "versions": versions(device),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -14,7 +14,7 @@ transport rays, so only ‖∇f‖ ≤ 1 is a constraint it is known to satisfy 
     1-Lipschitz critic); the script also logs the exact W1 and its noise floor (common.py).
 
 Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
-    python wgan_gp.py --one-sided                  # WGAN-LP, λ = 10, swiss roll (~3 min, 2-core CPU)
+    python wgan_gp.py --one-sided                  # WGAN-LP, λ = 10, swiss roll (~3 min on 2 cores)
     python wgan_gp.py --lambda 10                  # the original two-sided WGAN-GP
     python wgan_gp.py --lambda 0.1                 # the anchor code's toy λ
     python wgan_gp.py --dim 512 --iters 100000 --lambda 0.1    # the anchor's full toy setting
@@ -67,7 +67,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--batch", type=int, default=256, help="batch size")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (G and critic)")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.9], help="Adam betas")
-    t.add_argument("--dim", type=int, default=128, help="hidden width of G and critic (anchor: 512)")
+    t.add_argument("--dim", type=int, default=128,
+                   help="hidden width of G and critic (anchor: 512)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=int, default=0, help="random seed")
@@ -209,7 +210,7 @@ def make_train_step(G, D, opt_g, opt_d, args, device):
         for _ in range(n_critic):
             real = common.sample(args.data, args.batch, device)
             with torch.no_grad():
-                fake = fake_batch(G, real, args)  # no graph into G: the critic step must not train G
+                fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
             f_real, f_fake = D(real).mean(), D(fake).mean()
             pen = penalty(D, real, fake, args)
             loss_d = f_fake - f_real + args.lam * pen  # E f(fake) − E f(real) + λR
@@ -441,7 +442,8 @@ def main(argv=None) -> int:
     else:
         run_dir = new_run_dir(args)
     metrics_path = os.path.join(run_dir, "metrics.csv")
-    write_json(os.path.join(run_dir, "config.json" if ckpt is None else f"config-resume{start}.json"),
+    config_name = "config.json" if ckpt is None else f"config-resume{start}.json"
+    write_json(os.path.join(run_dir, config_name),
                {"script": SCRIPT, "args": vars(args), "argv": sys.argv if argv is None else argv,
                 "method": method_name(args), "cuda_graph": use_graph, "versions": versions(device),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -1,0 +1,301 @@
+"""Compare the Lipschitz constraints: a grid of runs of the method scripts, over seeds and data.
+
+Each configuration is run by calling the method script itself (what is compared is exactly what
+users run), into <out>/runs/<config>-<data>-s<seed>/. A configuration whose run has already
+finished is not run again, so an interrupted sweep resumes where it stopped. Then:
+
+    <out>/results.md, results.csv   per configuration and dataset: final W1 / floor (median and
+                                    range over seeds), modes and high-quality share (mixtures),
+                                    share of runs that converged (W1 ≤ 1.5 × floor), wall time
+    <out>/grid-<data>.png           one panel per configuration: final level sets and samples
+                                    (seed 02, Figures 6–9), first seed
+    <out>/fixed.md, fixed.csv       --fixed-generator runs: the critic's estimate
+                                    E f(real) − E f(fake) against the exact W1 of the same
+                                    distributions (seed 05: do WGAN critics estimate W1?)
+
+    python benchmarks/compare.py                                    # the full grid (hours on a CPU)
+    python benchmarks/compare.py --iters-scale 0.6 --jobs 2         # 60 % of each default length
+    python benchmarks/compare.py --only slogan gp- --data swissroll --seeds 0
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+# (name, script, flags): the grid of REFERENCE §5 and issue 7. The name is the folder key.
+GRID = [
+    ("slogan-l10", "slogan", ["--lambda", "10"]),
+    ("gp-onesided-l10", "wgan_gp", ["--one-sided", "--lambda", "10"]),
+    ("gp-twosided-l10", "wgan_gp", ["--lambda", "10"]),
+    ("gp-twosided-l0.1", "wgan_gp", ["--lambda", "0.1"]),
+    ("quotient-twosided-l0.1", "slogan", ["--two-sided", "--lambda", "0.1"]),
+    ("quotient-twosided-l1", "slogan", ["--two-sided", "--lambda", "1"]),
+    ("quotient-twosided-l10", "slogan", ["--two-sided", "--lambda", "10"]),
+    ("dragan-paper", "dragan", []),
+    ("dragan-wgan-l10", "dragan", ["--loss", "wgan", "--lambda", "10"]),
+    ("dragan-wgan-normal-l10", "dragan", ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"]),
+    ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
+    ("wgan-clip", "wgan_clip", []),
+]
+# One configuration per constraint for the fixed-generator study (the critic alone).
+FIXED = ["slogan-l10", "gp-onesided-l10", "gp-twosided-l10", "quotient-twosided-l1",
+         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip"]
+CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds on the swiss roll")
+    p.add_argument("--mixture-seeds", type=int, nargs="+", default=[0],
+                   help="seeds on 8gaussians and 25gaussians")
+    p.add_argument("--data", nargs="+", choices=common.DATASETS, default=list(common.DATASETS))
+    p.add_argument("--iters", type=int, default=None,
+                   help="generator iterations for every run (default: each script's default)")
+    p.add_argument("--iters-scale", type=float, default=1.0,
+                   help="run each configuration for this fraction of its script's default "
+                        "iterations (ignored with --iters)")
+    p.add_argument("--dim", type=int, default=None, help="hidden width (default: the scripts')")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="keep configurations whose name contains one of these strings")
+    p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--device", default="cpu", help="passed to every run")
+    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="further flags for every run (e.g. --extra --eval-every 1000)")
+    a = p.parse_args(argv)
+    if a.jobs < 1 or (a.iters is not None and a.iters < 1) or (a.dim is not None and a.dim < 1):
+        p.error("--jobs, --iters and --dim must be >= 1")
+    if not a.iters_scale > 0:
+        p.error("--iters-scale must be > 0")
+    return a
+
+
+def plan(a):
+    """The runs to make: (key, config name, script, flags, data, seed, fixed)."""
+    grid = [g for g in GRID if not a.only or any(s in g[0] for s in a.only)]
+    runs = []
+    for name, script, flags in grid:
+        iters = a.iters or max(1, round(a.iters_scale * default_iters(script, flags)))
+        common_flags = ["--device", a.device]
+        if a.iters or a.iters_scale != 1.0:
+            common_flags += ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))]
+        if a.dim:
+            common_flags += ["--dim", str(a.dim)]
+        common_flags += a.extra
+        for data in a.data:
+            for seed in a.seeds if data == "swissroll" else a.mixture_seeds:
+                runs.append((f"{name}-{data}-s{seed}", name, script,
+                             flags + common_flags + ["--data", data, "--seed", str(seed)],
+                             data, seed, False))
+        if not a.no_fixed and name in FIXED and "swissroll" in a.data:
+            seed = a.seeds[0]
+            runs.append((f"fixed-{name}-swissroll-s{seed}", name, script,
+                         flags + common_flags + ["--fixed-generator", "--data", "swissroll",
+                                                 "--seed", str(seed)], "swissroll", seed, True))
+    return runs
+
+
+def default_iters(script, flags):
+    """The generator iterations the script would run with these flags (some defaults depend on
+    other flags, e.g. dragan.py's on --loss)."""
+    mod = importlib.import_module(script)
+    args = mod.build_parser().parse_args(flags)
+    if hasattr(mod, "fill_loss_defaults"):
+        mod.fill_loss_defaults(args)
+    return args.iters
+
+
+def finished_summary(folder):
+    """The summary of the newest run in folder that ended (finished or diverged), or None."""
+    for path in sorted(glob.glob(os.path.join(folder, "*", "summary.json")), reverse=True):
+        with open(path) as fh:
+            s = json.load(fh)
+        if s.get("status") in ("finished", "diverged"):
+            return s
+    return None
+
+
+def run_one(run, out, env):
+    key, _, script, flags, *_ = run
+    folder = os.path.join(out, "runs", key)
+    if finished_summary(folder) is not None:
+        return key, "skipped (done)"
+    os.makedirs(folder, exist_ok=True)
+    t = time.time()
+    with open(os.path.join(folder, "log.txt"), "w") as log:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, script + ".py"), *flags,
+                            "--out", folder], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                           env=env)
+    return key, f"exit {r.returncode} in {time.time() - t:.0f} s"
+
+
+def fmt(v, spec=".3f"):
+    return "–" if v is None or v != v else format(v, spec)
+
+
+def summarise(runs, out):
+    """Results table rows (per configuration and dataset) and the fixed-generator rows."""
+    table, fixed = [], []
+    groups = {}
+    for key, name, script, flags, data, seed, is_fixed in runs:
+        s = finished_summary(os.path.join(out, "runs", key))
+        if s is None:
+            continue
+        if is_fixed:
+            f = s.get("final") or {}
+            fixed.append({"config": name, "data": data, "seed": seed, "status": s["status"],
+                          "critic_estimate": f.get("critic_estimate"), "w1": f.get("w1"),
+                          "w1_floor": f.get("w1_floor"),
+                          "estimate_over_w1": (f["critic_estimate"] / f["w1"]) if f else None,
+                          "lipschitz_bound": f.get("lipschitz_bound"),
+                          "grad_norm_mean": f.get("grad_norm_mean")})
+            continue
+        groups.setdefault((name, data), []).append(s)
+    for (name, data), ss in groups.items():
+        ratios = [(s["final"]["w1"] / s["final"]["w1_floor"]) if s["status"] == "finished"
+                  else float("inf") for s in ss]
+        modes = [s["final"].get("modes") for s in ss if s["status"] == "finished"]
+        hq = [s["final"].get("high_quality") for s in ss if s["status"] == "finished"]
+        table.append({
+            "config": name, "data": data, "runs": len(ss),
+            "w1_over_floor_median": statistics.median(ratios),
+            "w1_over_floor_min": min(ratios), "w1_over_floor_max": max(ratios),
+            "converged": sum(r <= CONVERGED for r in ratios) / len(ratios),
+            "diverged": sum(s["status"] == "diverged" for s in ss),
+            "modes_median": statistics.median(modes) if modes and modes[0] is not None else None,
+            "n_modes": ss[0]["final"].get("n_modes") if ss[0]["final"] else None,
+            "high_quality_median": statistics.median(hq) if hq and hq[0] is not None else None,
+            "wall_s_median": statistics.median(s["wall_time_s"] for s in ss)})
+    order = {g[0]: i for i, g in enumerate(GRID)}
+    table.sort(key=lambda r: (common.DATASETS.index(r["data"]), order[r["config"]]))
+    fixed.sort(key=lambda r: order[r["config"]])
+    return table, fixed
+
+
+def write_tables(table, fixed, out, command, note=""):
+    def write_csv(path, rows):
+        if rows:
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+
+    write_csv(os.path.join(out, "results.csv"), table)
+    write_csv(os.path.join(out, "fixed.csv"), fixed)
+    lines = [f"Command: `{command}`", "", note, "",
+             f"W1 / floor: final exact W1(generated, real) over the noise floor W1(real, real'), "
+             f"each the mean of 3 draws of 1024 points; converged: W1 ≤ {CONVERGED} × floor; "
+             f"diverged runs count as not converged.", "",
+             "| config | data | runs | W1/floor median [min, max] | converged | modes | "
+             "high quality | wall s |", "|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        modes = f"{fmt(r['modes_median'], 'g')}/{r['n_modes']}" if r["n_modes"] else "–"
+        lines.append(
+            f"| {r['config']} | {r['data']} | {r['runs']} | {fmt(r['w1_over_floor_median'], '.2f')}"
+            f" [{fmt(r['w1_over_floor_min'], '.2f')}, {fmt(r['w1_over_floor_max'], '.2f')}] | "
+            f"{100 * r['converged']:.0f}%{' (' + str(r['diverged']) + ' diverged)' if r['diverged'] else ''}"
+            f" | {modes} | {fmt(r['high_quality_median'] and 100 * r['high_quality_median'], '.0f')}"
+            f"{'%' if r['high_quality_median'] is not None else ''} | {fmt(r['wall_s_median'], '.0f')} |")
+    with open(os.path.join(out, "results.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    lines = [f"Command: `{command}`", "", note, "",
+             "Critic trained alone against fake = real + N(0, I) on the swiss roll "
+             "(--fixed-generator). A critic that solved the dual problem would have "
+             "estimate / W1 = 1.", "",
+             "| config | critic estimate | exact W1 | estimate / W1 | mean ‖∇f‖ |",
+             "|---|---|---|---|---|"]
+    for r in fixed:
+        lines.append(f"| {r['config']} | {fmt(r['critic_estimate'])} | {fmt(r['w1'])} | "
+                     f"{fmt(r['estimate_over_w1'], '.2f')} | {fmt(r['grad_norm_mean'], '.2f')} |")
+    with open(os.path.join(out, "fixed.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def load_final(folder):
+    """The final critic and 512 generated points of the newest finished run in folder."""
+    import torch
+    paths = sorted(glob.glob(os.path.join(folder, "*", "checkpoint.pt")), reverse=True)
+    if not paths:
+        return None
+    ck = torch.load(paths[0], map_location="cpu", weights_only=True)
+    mod = importlib.import_module(ck["script"])
+    args = argparse.Namespace(**ck["args"])
+    D, G = mod.Critic(args.dim), mod.mlp(2, args.dim, 2)
+    D.load_state_dict(ck["D"])
+    G.load_state_dict(ck["G"])
+    gen = torch.Generator().manual_seed(0)
+    real = common.sample(args.data, 512, generator=gen)
+    with torch.no_grad():
+        z = torch.randn(512, 2, generator=gen)
+        fake = real + z if args.fixed_generator else G(z)
+    return D, real, fake, ck["iteration"]
+
+
+def draw_grids(runs, out, table):
+    ratio = {(r["config"], r["data"]): r["w1_over_floor_median"] for r in table}
+    paths = []
+    for data in common.DATASETS:
+        panels, seen = [], set()
+        for key, name, _, _, d, seed, is_fixed in runs:
+            if d != data or is_fixed or name in seen:
+                continue
+            seen.add(name)  # first seed of each configuration
+            final = load_final(os.path.join(out, "runs", key))
+            if final is None:
+                continue
+            D, real, fake, it = final
+            panels.append((f"{name}\nW1/floor {fmt(ratio.get((name, data)), '.2f')} (median)",
+                           D, real, fake))
+        if panels:
+            paths.append(common.plot_critic_grid(
+                panels, os.path.join(out, f"grid-{data}.png"),
+                title=f"final critics and samples on {data} (orange real, green generated)"))
+    return paths
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    runs = plan(a)
+    os.makedirs(a.out, exist_ok=True)
+    command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    t = time.time()
+    print(f"[compare] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
+    # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
+    with ThreadPoolExecutor(a.jobs) as pool:
+        for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), runs), 1):
+            print(f"[compare] {i}/{len(runs)} {key}: {what}", flush=True)
+    table, fixed = summarise(runs, a.out)
+    import platform
+    import torch
+    where = (f"{torch.cuda.get_device_name(0)}" if a.device.startswith("cuda") else
+             f"CPU, {os.cpu_count()} cores, {platform.machine()}") + f", torch {torch.__version__}"
+    note = (f"Ran on {where}; this call took {(time.time() - t) / 60:.0f} min "
+            f"(runs found already done are not run again).")
+    write_tables(table, fixed, a.out, command, note)
+    grids = draw_grids(runs, a.out, table)
+    print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
+          f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
