@@ -280,7 +280,7 @@ def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
     cb = fig.colorbar(im, ax=ax_g, shrink=0.9, label="‖∇f(x)‖")
     cb.ax.axhline(1.0, color="k", linewidth=1.2)
     share = float((G > 1.0).mean())
-    ax_g.set_title(f"‖∇f‖ (black: ‖∇f‖ = 1); max {G.max():.2f}, above 1 on {100 * share:.0f}%",
+    ax_g.set_title(f"‖∇f‖ (black: ‖∇f‖ = 1); max {G.max():.3g}, above 1 on {100 * share:.0f}%",
                    fontsize=10)
 
     for ax in (ax_f, ax_g):
