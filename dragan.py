@@ -557,7 +557,7 @@ def main(argv=None) -> int:
     t_mark, it_mark = time.time(), start
 
     def eval_and_save(final: bool):
-        nonlocal acc, n_acc, t_mark, it_mark, last_row
+        nonlocal n_acc, t_mark, it_mark, last_row
         stats = (acc / max(n_acc, 1)).tolist()  # the one host sync per evaluation
         params = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
         if not (all(math.isfinite(v) for v in stats) and torch.isfinite(params).all()):

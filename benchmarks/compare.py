@@ -47,7 +47,8 @@ GRID = [
     ("quotient-twosided-l10", "slogan", ["--two-sided", "--lambda", "10"]),
     ("dragan-paper", "dragan", []),
     ("dragan-wgan-l10", "dragan", ["--loss", "wgan", "--lambda", "10"]),
-    ("dragan-wgan-normal-l10", "dragan", ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"]),
+    ("dragan-wgan-normal-l10", "dragan",
+     ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"]),
     ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
     ("wgan-clip", "wgan_clip", []),
 ]
@@ -207,12 +208,14 @@ def write_tables(table, fixed, out, command, note=""):
              "high quality | wall s |", "|---|---|---|---|---|---|---|---|"]
     for r in table:
         modes = f"{fmt(r['modes_median'], 'g')}/{r['n_modes']}" if r["n_modes"] else "–"
-        lines.append(
-            f"| {r['config']} | {r['data']} | {r['runs']} | {fmt(r['w1_over_floor_median'], '.2f')}"
-            f" [{fmt(r['w1_over_floor_min'], '.2f')}, {fmt(r['w1_over_floor_max'], '.2f')}] | "
-            f"{100 * r['converged']:.0f}%{' (' + str(r['diverged']) + ' diverged)' if r['diverged'] else ''}"
-            f" | {modes} | {fmt(r['high_quality_median'] and 100 * r['high_quality_median'], '.0f')}"
-            f"{'%' if r['high_quality_median'] is not None else ''} | {fmt(r['wall_s_median'], '.0f')} |")
+        hq = r["high_quality_median"]
+        hq = "–" if hq is None else f"{100 * hq:.0f}%"
+        diverged = f" ({r['diverged']} diverged)" if r["diverged"] else ""
+        ratio = (f"{fmt(r['w1_over_floor_median'], '.2f')} [{fmt(r['w1_over_floor_min'], '.2f')}, "
+                 f"{fmt(r['w1_over_floor_max'], '.2f')}]")
+        lines.append(f"| {r['config']} | {r['data']} | {r['runs']} | {ratio} | "
+                     f"{100 * r['converged']:.0f}%{diverged} | {modes} | {hq} | "
+                     f"{fmt(r['wall_s_median'], '.0f')} |")
     with open(os.path.join(out, "results.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     lines = [f"Command: `{command}`", "", note, "",

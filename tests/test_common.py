@@ -185,8 +185,8 @@ def _critic_strategy():
         return ("set", lambda x: np.linalg.norm(x[:, None, :] - p[None, :, : x.shape[1]],
                                                 axis=2).min(1))
 
-    return st.one_of(base, st.builds(combine, st.lists(base, min_size=2, max_size=4), st.booleans()),
-                     st.builds(dist_to_set, st.lists(vec, min_size=1, max_size=6)))
+    combos = st.builds(combine, st.lists(base, min_size=2, max_size=4), st.booleans())
+    return st.one_of(base, combos, st.builds(dist_to_set, st.lists(vec, min_size=1, max_size=6)))
 
 
 @given(clouds, _critic_strategy(), st.floats(0.5, 3.0))

@@ -49,8 +49,8 @@ def run_dirs(out):
 @pytest.mark.parametrize("data", common.DATASETS)
 def test_run_writes_every_output(script, data, tmp_path, capsys):
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, quick(script) + ["--data", data, "--iters", "6", "--eval-every", "3",
-                                          "--out", out], capsys)
+    code, cap = run_main(script, quick(script) + ["--data", data, "--iters", "6",
+                                                  "--eval-every", "3", "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
     assert os.path.basename(d).startswith(f"{script}-{data}-s0-")
@@ -81,8 +81,8 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, quick(script) + ["--fixed-generator", "--iters", "4", "--eval-every",
-                                          "4", "--out", out], capsys)
+    code, cap = run_main(script, quick(script) + ["--fixed-generator", "--iters", "4",
+                                                  "--eval-every", "4", "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
     ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
@@ -141,8 +141,8 @@ def test_resume_rejects_foreign_files(script, tmp_path, capsys):
 def test_non_finite_loss_stops_and_keeps_last_good(script, tmp_path, capsys):
     out = str(tmp_path / "runs")
     # An absurd learning rate blows the weights up within a few steps.
-    code, cap = run_main(script, quick(script) + ["--lr", "1e30", "--iters", "50", "--eval-every", "10",
-                                          "--out", out], capsys)
+    code, cap = run_main(script, quick(script) + ["--lr", "1e30", "--iters", "50",
+                                                  "--eval-every", "10", "--out", out], capsys)
     assert code == 1
     assert "NaN or infinite" in cap.err and "last good checkpoint" in cap.err
     (d,) = run_dirs(out)
@@ -187,8 +187,9 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
 def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path):
     out = str(tmp_path / "runs")
     proc = subprocess.Popen(
-        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *quick(script), "--iters", "100000",
-         "--eval-every", "100000", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *quick(script),
+         "--iters", "100000", "--eval-every", "100000", "--out", out], cwd=ROOT,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     seen = ""
     deadline = time.time() + 120
@@ -228,8 +229,9 @@ def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
     ends = []
     for flag in ([], ["--no-cuda-graph"]):
         out = str(tmp_path / ("eager" if flag else "graph"))
-        code, cap = run_main(script, quick(script) + ["--device", "cuda", "--iters", "30", "--eval-every",
-                                              "30", "--out", out] + flag, capsys)
+        code, cap = run_main(script, quick(script) + ["--device", "cuda", "--iters", "30",
+                                                      "--eval-every", "30", "--out", out] + flag,
+                             capsys)
         assert code == 0, cap.err
         ends.append(_params(os.path.join(run_dirs(out)[0], "checkpoint.pt")))
     (g1, d1, _), (g2, d2, _) = ends
@@ -240,7 +242,8 @@ def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
 
 VARIANTS = [
     ("wgan_gp", ["--one-sided"]),
-    ("slogan", ["--pairs", "real-fake"]), ("slogan", ["--pairs", "all"]), ("slogan", ["--two-sided"]),
+    ("slogan", ["--pairs", "real-fake"]), ("slogan", ["--pairs", "all"]),
+    ("slogan", ["--two-sided"]),
     *[("dragan", ["--loss", loss, "--perturb", kind])
       for loss in ("gan", "wgan") for kind in ("paper", "normal", "none")],
     ("dragan", ["--one-sided", "--perturb-scale", "1.0"]),

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from slogan import PAIRINGS, lipschitz_penalty, lipschitz_quotient, pair_quotients
