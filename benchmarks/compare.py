@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
+    p.add_argument("--no-run", action="store_true",
+                   help="run nothing: write the tables and figures from the runs already done")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--device", default="cpu", help="passed to every run")
     p.add_argument("--out", default="results", help="output folder")
@@ -284,15 +286,20 @@ def main(argv=None):
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
     with ThreadPoolExecutor(a.jobs) as pool:
-        for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), runs), 1):
+        todo = [] if a.no_run else runs
+        for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), todo), 1):
             print(f"[compare] {i}/{len(runs)} {key}: {what}", flush=True)
+    done = sum(finished_summary(os.path.join(a.out, "runs", r[0])) is not None for r in runs)
+    if done < len(runs):
+        print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
+              f"cover the {done} that are; the same command without --no-run resumes", flush=True)
     table, fixed = summarise(runs, a.out)
     import platform
     import torch
     where = (f"{torch.cuda.get_device_name(0)}" if a.device.startswith("cuda") else
              f"CPU, {os.cpu_count()} cores, {platform.machine()}") + f", torch {torch.__version__}"
     note = (f"Ran on {where}; this call took {(time.time() - t) / 60:.0f} min "
-            f"(runs found already done are not run again).")
+            f"(runs found already done are not run again). Runs done: {done} of {len(runs)}.")
     write_tables(table, fixed, a.out, command, note)
     grids = draw_grids(runs, a.out, table)
     print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "

@@ -28,6 +28,16 @@ def test_tiny_grid_writes_results_and_resumes(tmp_path, capsys):
     assert compare.main(TINY[:-5] + ["--out", out] + TINY[-5:]) == 0
     second = capsys.readouterr().out
     assert second.count("skipped (done)") == 4 and "exit" not in second.split("done in")[0]
+    assert "not done" not in second
+
+
+def test_report_only_counts_missing_runs(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    assert compare.main(["--only", "slogan-l10", "--data", "swissroll", "--seeds", "0", "1",
+                         "--no-run", "--out", out]) == 0
+    said = capsys.readouterr().out
+    assert "3 of 3 runs are not done" in said and "exit" not in said
+    assert "Runs done: 0 of 3" in open(os.path.join(out, "results.md")).read()
 
 
 def test_plan_covers_the_issue_grid():
