@@ -131,6 +131,7 @@ def finished_summary(folder):
         with open(path) as fh:
             s = json.load(fh)
         if s.get("status") in ("finished", "diverged"):
+            s["folder"] = os.path.dirname(path)
             return s
     return None
 
@@ -234,12 +235,14 @@ def write_tables(table, fixed, out, command, note=""):
 
 
 def load_final(folder):
-    """The final critic and 512 generated points of the newest finished run in folder."""
+    """The final critic and 512 generated points of the newest run in folder that ended (a run
+    still in progress has a checkpoint too, but no summary yet)."""
     import torch
-    paths = sorted(glob.glob(os.path.join(folder, "*", "checkpoint.pt")), reverse=True)
-    if not paths:
+    s = finished_summary(folder)
+    if s is None:
         return None
-    ck = torch.load(paths[0], map_location="cpu", weights_only=True)
+    ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
+                    weights_only=True)
     mod = importlib.import_module(ck["script"])
     args = argparse.Namespace(**ck["args"])
     D, G = mod.Critic(args.dim), mod.mlp(2, args.dim, 2)
@@ -277,6 +280,7 @@ def draw_grids(runs, out, table):
 
 def main(argv=None):
     a = parse_args(argv)
+    a.out = os.path.abspath(a.out)  # the runs execute in the repository's root
     runs = plan(a)
     os.makedirs(a.out, exist_ok=True)
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
