@@ -293,7 +293,9 @@ def main(argv=None):
         todo = [] if a.no_run else runs
         for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), todo), 1):
             print(f"[compare] {i}/{len(runs)} {key}: {what}", flush=True)
-    done = sum(finished_summary(os.path.join(a.out, "runs", r[0])) is not None for r in runs)
+    ended = [finished_summary(os.path.join(a.out, "runs", r[0])) for r in runs]
+    done = sum(s is not None for s in ended)
+    run_minutes = sum(s["wall_time_s"] for s in ended if s is not None) / 60
     if done < len(runs):
         print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
               f"cover the {done} that are; the same command without --no-run resumes", flush=True)
@@ -303,7 +305,8 @@ def main(argv=None):
     where = (f"{torch.cuda.get_device_name(0)}" if a.device.startswith("cuda") else
              f"CPU, {os.cpu_count()} cores, {platform.machine()}") + f", torch {torch.__version__}"
     note = (f"Ran on {where}; this call took {(time.time() - t) / 60:.0f} min "
-            f"(runs found already done are not run again). Runs done: {done} of {len(runs)}.")
+            f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
+            f"their wall times add up to {run_minutes:.0f} min.")
     write_tables(table, fixed, a.out, command, note)
     grids = draw_grids(runs, a.out, table)
     print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
