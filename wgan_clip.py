@@ -414,13 +414,14 @@ def main(argv=None) -> int:
             ckpt = load_checkpoint(args.resume)
         except ValueError as e:
             parser.error(f"--resume: {e}")
-        changed = given_flags(build_parser(), argv) - RESUMABLE - {"resume"}
+        given = given_flags(build_parser(), argv)
+        changed = given - RESUMABLE - {"resume"}
         if changed:
             flag = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
             parser.error("--resume continues a run as it was configured; it cannot change "
                          + ", ".join(sorted(flag[k] for k in changed)))
         saved = dict(ckpt["args"])
-        saved.update({k: getattr(args, k) for k in given_flags(build_parser(), argv) & RESUMABLE})
+        saved.update({k: getattr(args, k) for k in given & RESUMABLE})
         saved["resume"] = args.resume
         args = argparse.Namespace(**saved)
         if args.iters <= ckpt["iteration"]:

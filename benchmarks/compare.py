@@ -253,7 +253,7 @@ def load_final(folder):
     with torch.no_grad():
         z = torch.randn(512, 2, generator=gen)
         fake = real + z if args.fixed_generator else G(z)
-    return D, real, fake, ck["iteration"]
+    return D, real, fake
 
 
 def draw_grids(runs, out, table):
@@ -268,7 +268,7 @@ def draw_grids(runs, out, table):
             final = load_final(os.path.join(out, "runs", key))
             if final is None:
                 continue
-            D, real, fake, it = final
+            D, real, fake = final
             panels.append((f"{name}\nW1/floor {fmt(ratio.get((name, data)), '.2f')} (median)",
                            D, real, fake))
         if panels:
