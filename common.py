@@ -4,13 +4,13 @@ Nothing here knows about a particular Lipschitz constraint. Each method script (
 slogan.py, dragan.py, wgan_clip.py) holds its own models, penalty and training loop, and imports
 only this module, so that reading one script shows one whole method.
 
-Data (REFERENCE §3, as the anchor code igul222/improved_wgan_training/gan_toy.py defines it):
+Data (as igul222/improved_wgan_training, gan_toy.py, the WGAN-GP paper's toy code, defines it):
     8gaussians   2·{(±1, 0), (0, ±1), (±1/√2, ±1/√2)} + 0.02·N(0, I), then divided by 1.414
     25gaussians  (2i, 2j), i, j ∈ {-2..2}     + 0.05·N(0, I), then divided by 2.828
     swissroll    t = 1.5π(1 + 2u), (t cos t, t sin t) + 0.25·N(0, I), then divided by 7.5
                  (sklearn.make_swiss_roll(noise=0.25), columns 0 and 2)
 
-Evaluation (REFERENCE §4): exact W1 between point clouds (an assignment problem, solved by POT),
+Evaluation: exact W1 between point clouds (an assignment problem, solved by POT),
 its noise floor W1(real, real'), and mode statistics for the two mixtures.
 
 Figures: the critic's level sets with real (orange) and generated (green) samples beside a map of
@@ -18,18 +18,23 @@ Figures: the critic's level sets with real (orange) and generated (green) sample
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import math
 import os
+import platform
+import signal
+import sys
+import time
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: scripts run on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+import numpy as np
+import torch
+# Figures are drawn with matplotlib's object API (Figure, not pyplot): no backend is chosen, so
+# importing a script in a notebook leaves its inline plots alone, and nothing pops up on a desktop.
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
 DATASETS = ("8gaussians", "25gaussians", "swissroll")
 
@@ -53,7 +58,7 @@ def _mixture_centres(name: str, idx: torch.Tensor, dtype: torch.dtype) -> torch.
     no host-to-device copy happens and sampling can run inside a captured CUDA graph.
     """
     if name == "8gaussians":
-        # The anchor's 8 centres are exactly the points of the circle of radius 2 at multiples of
+        # gan_toy.py's 8 centres are exactly the points of the circle of radius 2 at multiples of
         # 45°; rounding makes cos(90°) ≈ -4e-8 instead of 0, far below the component std 0.014.
         angle = idx.to(dtype) * (math.pi / 4)
         return 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
@@ -96,7 +101,7 @@ def centres(name: str) -> np.ndarray | None:
 
 
 def component_std(name: str) -> float | None:
-    """Std of one mixture component after scaling (REFERENCE §4 uses it for the 3-std rule)."""
+    """Std of one mixture component after scaling (the 3-std rule of mode_stats uses it)."""
     _check_name(name)
     return None if name == "swissroll" else _NOISE[name] / _SCALE[name]
 
@@ -157,7 +162,7 @@ def mode_stats(name: str, samples) -> dict | None:
 
     A sample is high quality if it lies within 3 component stds (after scaling) of its nearest
     centre; a mode is captured if at least one high-quality sample is nearest to it
-    (VEEGAN / PacGAN convention, REFERENCE §4).
+    (the convention of VEEGAN, arXiv:1705.07761, and PacGAN, arXiv:1712.04086).
     """
     c = centres(name)
     if c is None:
@@ -176,7 +181,7 @@ def mode_stats(name: str, samples) -> dict | None:
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
-REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated (as in the seeds)
+REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated, as in the blog posts
 GRID_EXTENT, GRID_SIZE = 3.0, 128
 
 
@@ -222,15 +227,15 @@ def _draw_levels(ax, X, Y, F, real, fake):
 
 def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
                      extent: float = GRID_EXTENT) -> str:
-    """Several critics side by side, as seed 02's Figures 6–9: panels is a list of
+    """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels is a list of
     (panel title, critic, real, fake); each panel shows level sets and samples."""
     n = len(panels)
     if n == 0:
         raise ValueError("no panels to draw")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.7 * nrows),
-                             constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(3.6 * ncols, 3.7 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, (name, critic, real, fake) in zip(axes.ravel(), panels):
@@ -264,7 +269,8 @@ def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
         device = params[0].device if params else (
             real.device if isinstance(real, torch.Tensor) else "cpu")
     X, Y, F, G = critic_grid(critic, device=device, extent=extent)
-    fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(12.5, 5.6), constrained_layout=True)
+    fig = Figure(figsize=(12.5, 5.6), layout="constrained")
+    ax_f, ax_g = fig.subplots(1, 2)
 
     cf = _draw_levels(ax_f, X, Y, F, real, fake)
     fig.colorbar(cf, ax=ax_f, shrink=0.9, label="critic f(x)")
@@ -300,7 +306,6 @@ def _save(fig, path: str) -> str:
     os.makedirs(d, exist_ok=True)
     tmp = os.path.join(d, f".{os.path.basename(path)}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
@@ -321,11 +326,12 @@ def plot_curves(metrics, path: str, title: str = "",
 
     Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
     the penalty (log scale), or for weight clipping the share of weights pinned at ±c; ‖∇f‖ at
-    the penalty points; mode statistics where the run has them.
-    the cosine between the critic-weight gradients of the discrimination term and of λR (seed 02:
-    does the penalty fight the discrimination term?). Columns used: iter, critic_estimate, w1,
-    w1_floor, penalty, grad_norm_mean, grad_norm_max, cos_disc_pen, modes, n_modes, high_quality. Missing columns are skipped. `estimate_label` names the
-    critic_estimate curve (with a GAN loss it is a gap between logits, not a W1 estimate).
+    the penalty points; the cosine between the critic-weight gradients of the discrimination term
+    and of λR (does the penalty fight the discrimination term?); mode statistics where the run has
+    them. Columns used: iter, critic_estimate, w1, w1_floor, penalty, grad_norm_mean,
+    grad_norm_max, cos_disc_pen, modes, n_modes, high_quality; missing ones are skipped.
+    `estimate_label` names the critic_estimate curve (with a GAN loss it is a gap between logits,
+    not a W1 estimate).
     """
     rows = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
 
@@ -336,7 +342,8 @@ def plot_curves(metrics, path: str, title: str = "",
     has_modes = np.isfinite(col("modes")).any()
     has_cos = np.isfinite(col("cos_disc_pen")).any()
     ncols = 3 + has_modes + has_cos
-    fig, axes = plt.subplots(1, ncols, figsize=(4.4 * ncols, 3.8), constrained_layout=True)
+    fig = Figure(figsize=(4.4 * ncols, 3.8), layout="constrained")
+    axes = fig.subplots(1, ncols)
 
     ax = axes[0]
     ax.plot(it, col("w1"), "-o", ms=3, color="k", label="exact W1(generated, real)")
@@ -396,3 +403,327 @@ def plot_curves(metrics, path: str, title: str = "",
     if title:
         fig.suptitle(title, fontsize=12)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation helpers for the critic, and the run's records (metrics.csv, config and summary)
+# --------------------------------------------------------------------------------------------
+class Diverged(Exception):
+    """A loss, a weight or a generated sample became NaN or infinite."""
+
+
+def grad_norm_stats(critic, x) -> dict:
+    """Mean and max of ‖∇f‖ over the points x, and the share of points where it exceeds 1."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x)
+    gn = g.flatten(1).norm(dim=1)
+    return {"grad_norm_mean": gn.mean().item(), "grad_norm_max": gn.max().item(),
+            "grad_share_above_1": (gn > 1).float().mean().item()}
+
+
+def flat_grad(loss, params) -> torch.Tensor:
+    """d loss / d params as one flat vector (zeros for parameters the loss does not reach)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params)])
+
+
+def step_stats(columns, total: torch.Tensor, n: int, seconds: float) -> dict:
+    """Means of the training step's outputs summed over n iterations (the one host sync per
+    evaluation), and the milliseconds per iteration."""
+    means = (total / max(n, 1)).tolist()
+    return {**dict(zip(columns, means)), "ms_per_iter": 1000 * seconds / n if n else math.nan}
+
+
+def append_metrics(path: str, row: dict) -> None:
+    """Append one row to a metrics.csv, writing the header first if the file is new."""
+    new = not os.path.exists(path)
+    if not new:
+        with open(path, newline="") as fh:
+            fields = next(csv.reader(fh))
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row) if new else fields, extrasaction="ignore",
+                           restval="")
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def trim_metrics(path: str, upto: int) -> set:
+    """Drop the rows of metrics.csv past iteration `upto` (on resume: a crash between the row and
+    the checkpoint leaves them), and return the iterations logged."""
+    if not os.path.exists(path):
+        return set()
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= upto]
+    if len(keep) < len(rows):
+        with open(path + ".tmp", "w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+        os.replace(path + ".tmp", path)
+    return {int(float(r[0])) for r in keep[1:]}
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # NaN and infinity are not JSON: other tools reject them
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    return [_json_safe(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def write_json(path: str, obj) -> None:
+    """Write obj as strict JSON (non-finite numbers become null), atomically."""
+    with open(path + ".tmp", "w") as fh:
+        json.dump(_json_safe(obj), fh, indent=2, default=str, allow_nan=False)
+    os.replace(path + ".tmp", path)
+
+
+def versions(device) -> dict:
+    import matplotlib
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "matplotlib": matplotlib.__version__,
+            "device": str(device), "device_name": name or platform.machine(),
+            "cpu_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def fmt_time(s: float) -> str:
+    s = int(s) if math.isfinite(s) and s > 0 else 0
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# --------------------------------------------------------------------------------------------
+# Running a script: device, run folder, console, signals, CUDA graphs. None of it is a method;
+# every script runs the same way, so it lives here once.
+# --------------------------------------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    """'auto' (CUDA if there is one), 'cpu', 'cuda' or 'cuda:N', checked by placing a tensor on
+    it; ValueError with a one-line reason otherwise."""
+    try:
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                              if name == "auto" else name)
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"the scripts run on cpu or cuda, not {device.type}")
+        torch.zeros(1, device=device)
+    except (RuntimeError, ValueError, AssertionError) as e:
+        raise ValueError((str(e) or type(e).__name__).strip().splitlines()[0]) from None
+    return device
+
+
+def memory_of(device: torch.device) -> int:
+    """Bytes of memory the device has in all (the machine's RAM for the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
+    """Make a new run folder out/<prefix>-<time> (or take resume_dir) and lock it against a second
+    process; returns (folder, lock file) or raises ValueError. Nothing is written before this."""
+    run_dir = resume_dir
+    if run_dir is None:
+        if not out:
+            raise ValueError("--out is empty: name a folder (. for the current one)")
+        base = os.path.join(out, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+        for k in range(1000):
+            try:
+                os.makedirs(f"{base}-{k}" if k else base)  # never reuse a run folder
+                run_dir = f"{base}-{k}" if k else base
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise ValueError(f"--out {out!r}: cannot make a run folder there "
+                                 f"({e.strerror or type(e).__name__})") from None
+    lock = open(os.path.join(run_dir, "lock"), "a")
+    try:
+        import fcntl  # not on Windows: there a run goes without the lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        lock.close()
+        raise ValueError(f"another process is running {run_dir} right now") from None
+    return run_dir, lock
+
+
+def say(msg: str, err: bool = False) -> None:
+    """Print a line; a closed pipe (| head) or a console that cannot show λ never stops a run."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(msg, file=stream, flush=True)
+    except UnicodeEncodeError:
+        print(msg.encode("ascii", "backslashreplace").decode(), file=stream, flush=True)
+    except (BrokenPipeError, ValueError):  # the reader is gone: silence this stream from now on
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+def robust_console() -> None:
+    """Let a console that cannot encode λ or ‖∇f‖ (cp1252, ascii) print them escaped instead of
+    raising, --help included."""
+    for s in (sys.stdout, sys.stderr):
+        if hasattr(s, "reconfigure") and (s.encoding or "").lower().replace("-", "") != "utf8":
+            s.reconfigure(errors="backslashreplace")
+
+
+class StopSignal:
+    """The first SIGINT (Ctrl-C) or SIGTERM (schedulers, `timeout`) asks the training loop to
+    stop after this iteration and save; a second Ctrl-C stops at once. Exit code: 128 + signal."""
+
+    def __init__(self):
+        self.signum = None
+        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        self.signum = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore(self) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+
+class CudaGraphStep:
+    """Wraps a training step step(n) -> tensor so that it is captured once into a CUDA graph and
+    then replayed: a toy step is launch-bound, and a replay launches it all at once.
+
+    The first `warmup` calls run eagerly on a side stream (real iterations, which also create the
+    optimiser state); then torch.cuda.graph captures it, one graph per argument n (weight
+    clipping's 100- and 5-step iterations). If a capture fails, it says so in one line and stays
+    eager. The step must not sync with the host and its optimisers must be capturable.
+    """
+
+    def __init__(self, step, warmup: int = 3):
+        self.step, self.warmup, self.side, self.graphs = step, warmup, torch.cuda.Stream(), {}
+        self.eager = False
+
+    def __call__(self, n: int) -> torch.Tensor:
+        g = self.graphs.setdefault(n, [self.warmup, None, None])  # [warm-ups left, graph, out]
+        if g[0] <= 0 and g[1] is None and not self.eager:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    out = self.step(n)
+                g[1], g[2] = graph, out
+            except Exception as e:  # a failed capture has not run the step: weights as before
+                say(f"CUDA graph capture failed ({type(e).__name__}: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); running eagerly",
+                    err=True)
+                self.eager = True
+        if g[1] is not None:
+            g[1].replay()
+            return g[2]
+        g[0] -= 1
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            out = self.step(n)
+        torch.cuda.current_stream().wait_stream(self.side)
+        return out
+
+
+# Arguments and checkpoints ------------------------------------------------------------------
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the defaults in --help, and errors as one line with exit code 2."""
+
+    def __init__(self, **kw):
+        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+
+    def error(self, message):  # one line and exit code 2, without the usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def number(kind, lo=-math.inf, hi=math.inf, lo_ok=True, hi_ok=True):
+    """An argparse type: a finite int or float in the given range, or a one-line error."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        inside = (v >= lo if lo_ok else v > lo) and (v <= hi if hi_ok else v < hi)
+        if not (math.isfinite(v) and inside):
+            span = f"{'[' if lo_ok else '('}{lo}, {hi}{']' if hi_ok else ')'}"
+            raise argparse.ArgumentTypeError(f"must be a finite number in {span}, got {text}")
+        return v
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+CHECKPOINT_KEYS = {"script", "iteration", "args", "G", "D", "opt_g", "opt_d", "rng_cpu", "rng_cuda"}
+
+
+def save_checkpoint(run_dir: str, state: dict, device) -> None:
+    """torch.save the state with the random generators' states, atomically: a crash while
+    writing leaves the previous checkpoint intact."""
+    state = {**state, "rng_cpu": torch.get_rng_state(),
+             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    path = os.path.join(run_dir, "checkpoint.pt")
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
+    """Load a checkpoint of `script` (without running any pickled code), or raise ValueError
+    saying why it is not one."""
+    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path!r}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds here for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a checkpoint ({type(e).__name__})") from None
+    found = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if found != script:
+        raise ValueError(f"{path} is not a checkpoint of {script}.py"
+                         + (f" (it is from {found}.py)" if isinstance(found, str) else ""))
+    if not CHECKPOINT_KEYS <= set(ckpt) or not isinstance(ckpt["args"], dict) \
+            or set(ckpt["args"]) != arg_names:
+        raise ValueError(f"{path} is damaged or from another version of {script}.py")
+    return {**ckpt, "path": os.path.abspath(path)}
+
+
+def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
+    """Load an optimiser's state for this run, whichever device wrote it: load_state_dict also
+    restores the writer's `capturable`, which must match this run's (CUDA graph or not)."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        group["capturable"] = capturable
+    for st in opt.state.values():  # a capturable step count lives beside the weights
+        if "step" in st:  # a tensor, or on older torch (RMSprop before 2.4) a Python number
+            st["step"] = torch.as_tensor(st["step"], dtype=torch.float32).to(
+                device if capturable else "cpu")
+
+
+def restore_rng(ckpt: dict, device) -> None:
+    torch.set_rng_state(ckpt["rng_cpu"])
+    if device.type == "cuda" and ckpt["rng_cuda"] is not None:
+        torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+
+
+def parse_or_resume(parser, argv, script: str, resumable: set):
+    """Parse the command line; with --resume, load the checkpoint and continue with the arguments
+    it was made with, of which the command line may change only `resumable`. Returns
+    (args, checkpoint or None); a bad command line is a one-line error and exit 2."""
+    args = parser.parse_args(argv)
+    if args.resume is None:
+        return args, None
+    try:
+        ckpt = load_checkpoint(args.resume, script, set(vars(args)))
+    except ValueError as e:
+        parser.error(f"--resume: {e}")
+    for a in parser._actions:  # which options were written on the command line?
+        a.default = argparse.SUPPRESS
+    given = set(vars(parser.parse_args(argv))) - {"resume"}
+    if given - resumable:
+        parser.error("--resume continues a run as it was configured; it cannot change "
+                     + ", ".join("--" + k.replace("_", "-") for k in sorted(given - resumable)))
+    args = argparse.Namespace(**{**ckpt["args"], "resume": args.resume,
+                                 **{k: getattr(args, k) for k in given}})
+    if args.iters <= ckpt["iteration"]:
+        parser.error(f"--resume: the run is at iteration {ckpt['iteration']} already; pass "
+                     f"--iters larger than that to continue it")
+    return args, ckpt

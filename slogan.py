@@ -1,20 +1,23 @@
 """SLOGAN: a Wasserstein GAN whose critic is kept 1-Lipschitz by a Lipschitz-quotient penalty.
 
-Instead of the gradient, penalise the Lipschitz quotient of the critic on pairs of points,
+Instead of the gradient, penalise the critic's Lipschitz quotient on pairs of points,
     L(x, y) = |f(x) − f(y)| / ‖x − y‖.
-Two-sided, (1 − L)², is "semi-improved" training (seed 01, 2017-04-16); one-sided,
-max(L − 1, 0)², is SLOGAN, the Single-sided Lipschitz Objective GAN (seed 02).
+Two-sided, (1 − L)², is "semi-improved" training (T. Viehmann, "Geometric Intuition on Improved
+Wasserstein GANs", Lernapparat blog, 2017-04-13, section "Semi-Improved Training" of 2017-04-16);
+one-sided, max(L − 1, 0)², is SLOGAN, the Single-sided Lipschitz Objective GAN (T. Viehmann,
+"More Improved Training of Wasserstein GANs and DRAGAN", Lernapparat blog, 2017-05-29).
 
     critic     min_f  E f(G(z)) − E f(x) + λ·R                  (f is high on real data)
-    pairs      real-fake    (x_r, x_f)                                    variant 1 (seed 01)
-               interpolate  (x_f, z) and (x_r, z), z = t·x_r + (1 − t)·x_f,
-                            one t ~ U[0, 1] per sample, R = ½(R_(x_f, z) + R_(x_r, z))  variant 2
-               all          every real–fake pair of the batch, B² pairs  (seed 02, "things to do")
+    pairs      real-fake    (x_r, x_f)                          the 2017-04-16 post's variant 1
+               interpolate  (x_f, z) and (x_r, z), z = t·x_r + (1 − t)·x_f, one t ~ U[0, 1] per
+                            sample, R = ½(R_(x_f, z) + R_(x_r, z))       its variant 2 (default)
+               all          every real–fake pair of the batch, B² pairs   (the 2017-05-29 post's
+                            question: does testing more pairs help?)
     one-sided  R = E[max(L − 1, 0)²]       SLOGAN (default)
     two-sided  R = E[(1 − L)²]             semi-improved training (--two-sided)
     generator  min_G  −E f(G(z))
 
-Why one-sided (seed 02, Figure 5): for the optimal critic, |f(x) − f(y)| = ‖x − y‖ only for pairs
+Why one-sided (2017-05-29 post): for the optimal critic, |f(x) − f(y)| = ‖x − y‖ only for pairs
 that the optimal transport plan matches; along any other line the quotient is ≤ 1, not = 1.
 So L ≤ 1 is a property of the optimal critic, L = 1 is not: only the one-sided penalty agrees
 with it. (A linear 1-Lipschitz critic f = a·x has L = |a·u| < 1 for every direction u ≠ ±a.)
@@ -23,20 +26,19 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python slogan.py --lambda 10                   # SLOGAN on the swiss roll (~4 min on 2 cores)
     python slogan.py --two-sided --lambda 0.1      # semi-improved training (also try 1 and 10)
     python slogan.py --pairs all                   # the one-sided quotient on all B² pairs
-    python slogan.py --dim 512 --iters 100000      # the anchor's full toy setting
+    python slogan.py --dim 512 --iters 100000      # gan_toy.py's full toy setting
     python slogan.py --fixed-generator             # train the critic alone against real + N(0, I)
     python slogan.py --iters 40 --dim 32 --eval-every 20       # a quick check on the CPU
     python slogan.py --resume runs/<run>/checkpoint.pt --iters 8000     # continue a run
 """
 from __future__ import annotations
 
-import argparse
 import csv
+import functools
 import json
 import math
 import os
 import platform
-import signal
 import sys
 import time
 
@@ -44,110 +46,12 @@ import torch
 import torch.nn as nn
 
 import common
+from common import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
 N_EVAL = 1024  # points per evaluation: exact W1 at n = 1024 takes ~0.2 s on 2 cores
-N_EVAL_DRAWS = 3  # W1 and its floor are means over this many independent draws
-GRAPH_WARMUP = 3  # eager iterations on a side stream before the CUDA graph is captured
+N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
 RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
-
-
-# ------------------------------------------------------------------------------------ arguments
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, without the usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m = p.add_argument_group("method")
-    m.add_argument("--lambda", dest="lam", type=float, default=10.0,
-                   help="penalty weight λ (seed 02 uses 10 for SLOGAN)")
-    m.add_argument("--two-sided", action="store_true",
-                   help="penalise (1 − L)² (semi-improved training) instead of max(L − 1, 0)²")
-    m.add_argument("--pairs", choices=PAIRINGS, default="interpolate",
-                   help="which pairs of points the quotient is taken on")
-    t = p.add_argument_group("training")
-    t.add_argument("--data", choices=common.DATASETS, default="swissroll", help="toy dataset")
-    t.add_argument("--iters", type=int, default=5000, help="generator iterations")
-    t.add_argument("--n-critic", type=int, default=5, help="critic steps per generator step")
-    t.add_argument("--batch", type=int, default=256, help="batch size")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (G and critic)")
-    t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.9], help="Adam betas")
-    t.add_argument("--dim", type=int, default=128,
-                   help="hidden width of G and critic (anchor: 512)")
-    t.add_argument("--fixed-generator", action="store_true",
-                   help="no generator: train the critic alone against fake = real + N(0, I)")
-    t.add_argument("--seed", type=int, default=0, help="random seed")
-    r = p.add_argument_group("running")
-    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    r.add_argument("--no-cuda-graph", action="store_true",
-                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
-    r.add_argument("--eval-every", type=int, default=500,
-                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
-    r.add_argument("--out", default="runs", help="parent folder of the run folder")
-    r.add_argument("--resume", metavar="PATH",
-                   help="checkpoint.pt (or its run folder) to continue; may change only "
-                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
-    return p
-
-
-def given_flags(parser: argparse.ArgumentParser, argv) -> set:
-    """Names of the options that were written on the command line (not left at their default)."""
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(argv)))
-
-
-def check_args(args) -> str | None:
-    """Return what is wrong with the arguments, or None."""
-    if not math.isfinite(args.lam) or args.lam < 0:
-        return f"--lambda must be a finite number >= 0, got {args.lam}"
-    if args.iters <= 0:
-        return f"--iters must be > 0, got {args.iters}"
-    if args.batch < 2:
-        return f"--batch must be >= 2, got {args.batch}"
-    if args.n_critic < 1:
-        return f"--n-critic must be >= 1, got {args.n_critic}"
-    if args.dim < 1:
-        return f"--dim must be >= 1, got {args.dim}"
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        return f"--lr must be > 0, got {args.lr}"
-    if not all(0 <= b < 1 for b in args.betas):
-        return f"--betas must lie in [0, 1), got {args.betas}"
-    if args.eval_every < 1:
-        return f"--eval-every must be >= 1, got {args.eval_every}"
-    try:
-        device = pick_device(args.device)
-    except (RuntimeError, ValueError) as e:
-        return f"--device {args.device!r}: {e}"
-    if device.type == "cuda" and not torch.cuda.is_available():
-        return f"--device {args.device!r}: CUDA is not available on this machine"
-    return None
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-# --------------------------------------------------------------------------------------- models
-def mlp(d_in: int, dim: int, d_out: int) -> nn.Sequential:
-    """Three hidden ReLU layers, as the anchor's toy G and critic (no batch norm: the penalty is
-    per sample, and batch norm would couple the samples of a batch)."""
-    return nn.Sequential(nn.Linear(d_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
-                         nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, d_out))
-
-
-class Critic(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.net = mlp(2, dim, 1)
-
-    def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
-        return self.net(x).squeeze(-1)
 
 
 # ---------------------------------------------------------------------------------- the method
@@ -159,7 +63,7 @@ def lipschitz_quotient(critic, x: torch.Tensor, y: torch.Tensor,
     """L(x_i, y_i) = |f(x_i) − f(y_i)| / (‖x_i − y_i‖ + eps) for each pair i, shape (N,).
 
     x, y: (N, ...) of one shape; the norm is over all non-batch dimensions. The eps (1e-8, as in
-    the source code) keeps coincident points finite: there the quotient is 0, so such a pair adds
+    the blog's code) keeps coincident points finite: there the quotient is 0, so such a pair adds
     nothing to the one-sided penalty (and 1 to the two-sided one).
     """
     diff = (critic(x).reshape(x.shape[0]) - critic(y).reshape(y.shape[0])).abs()
@@ -173,6 +77,10 @@ def pair_quotients(critic, real: torch.Tensor, fake: torch.Tensor, pairs: str = 
     interpolate returns the N quotients on (x_f, z) followed by the N on (x_r, z), so that their
     mean is ½(mean L₁ + mean L₂); all returns the B² quotients of every (real_i, fake_j).
     """
+    sizes_ok = len(real) == len(fake) or pairs == "all"
+    if min(len(real), len(fake)) == 0 or real.shape[1:] != fake.shape[1:] or not sizes_ok:
+        raise ValueError(f"real and fake must be non-empty batches of one shape (any sizes with "
+                         f"pairs='all'), got {tuple(real.shape)} and {tuple(fake.shape)}")
     real, fake = real.detach(), fake.detach()  # the penalty constrains the critic only
     if pairs == "real-fake":
         return lipschitz_quotient(critic, real, fake, eps)
@@ -194,8 +102,8 @@ def lipschitz_penalty(critic, real: torch.Tensor, fake: torch.Tensor, pairs: str
                       one_sided: bool = True, eps: float = 1e-8) -> torch.Tensor:
     """Lipschitz-quotient penalty R, without λ.
 
-        one-sided (SLOGAN, seed 02)        R = mean[max(L − 1, 0)²]
-        two-sided (semi-improved, seed 01) R = mean[(1 − L)²]
+        one-sided (SLOGAN)                 R = mean[max(L − 1, 0)²]
+        two-sided (semi-improved training) R = mean[(1 − L)²]
 
     over the quotients L of the chosen pairing (pair_quotients). critic: any callable mapping
     (N, ...) to (N,) or (N, 1); real, fake: (N, ...) of one shape, any sample shape. No second
@@ -206,71 +114,117 @@ def lipschitz_penalty(critic, real: torch.Tensor, fake: torch.Tensor, pairs: str
     return gap.pow(2).mean()
 
 
-def penalty(critic, real, fake, args) -> torch.Tensor:
-    """This script's penalty R with the run's options."""
-    return lipschitz_penalty(critic, real, fake, pairs=args.pairs, one_sided=not args.two_sided)
-
-
-def penalty_diagnostics(critic, real, fake, args) -> dict:
-    """The quotients the penalty tests (mean, max, share above 1), and ‖∇f‖ at interpolates."""
-    with torch.no_grad():
-        L = pair_quotients(critic, real, fake, args.pairs)
-    t = torch.rand(real.shape[0], 1, device=real.device, dtype=real.dtype)
-    return {"quotient_mean": L.mean().item(), "quotient_max": L.max().item(),
-            "quotient_share_above_1": (L > 1).float().mean().item(),
-            **grad_norm_stats(critic, t * real + (1 - t) * fake)}
-
-
 def method_name(args) -> str:
     side = "two-sided (semi-improved)" if args.two_sided else "SLOGAN (one-sided)"
     return f"Lipschitz quotient {side}, {args.pairs} pairs, λ = {args.lam:g}"
 
 
+# --------------------------------------------------------------------------------------- models
+def mlp(d_in: int, dim: int, d_out: int) -> nn.Sequential:
+    """Three hidden ReLU layers, as gan_toy.py's G and critic (no batch norm: the penalty is per
+    sample, and batch norm would couple the samples of a batch)."""
+    return nn.Sequential(nn.Linear(d_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
+                         nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, d_out))
+
+
+class Critic(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = mlp(2, dim, 1)
+
+    def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
+        return self.net(x).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------ arguments
+def build_parser() -> common.ArgumentParser:
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+    m = p.add_argument_group("method")
+    m.add_argument("--lambda", dest="lam", type=common.number(float, 0), default=10.0,
+                   help="penalty weight λ (the 2017-05-29 post uses 10 for SLOGAN)")
+    m.add_argument("--two-sided", action="store_true",
+                   help="penalise (1 − L)² (semi-improved training) instead of max(L − 1, 0)²")
+    m.add_argument("--pairs", choices=PAIRINGS, default="interpolate",
+                   help="which pairs of points the quotient is taken on")
+    t = p.add_argument_group("training")
+    t.add_argument("--data", choices=common.DATASETS, default="swissroll", help="toy dataset")
+    t.add_argument("--iters", type=common.number(int, 1), default=5000,
+                   help="generator iterations")
+    t.add_argument("--n-critic", type=common.number(int, 1), default=5,
+                   help="critic steps per generator step")
+    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
+                   help="Adam learning rate (G and critic)")
+    t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
+                   default=[0.5, 0.9], help="Adam betas")
+    t.add_argument("--dim", type=common.number(int, 1), default=128,
+                   help="hidden width of G and critic (gan_toy.py: 512)")
+    t.add_argument("--fixed-generator", action="store_true",
+                   help="no generator: train the critic alone against fake = real + N(0, I)")
+    t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
+                   help="random seed")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    r.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
+    r.add_argument("--eval-every", type=common.number(int, 1), default=500,
+                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
+    r.add_argument("--out", default="runs", help="parent folder of the run folder")
+    r.add_argument("--resume", metavar="PATH",
+                   help="checkpoint.pt (or its run folder) to continue; may change only "
+                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
+    return p
+
+
+def step_bytes(args) -> int:
+    """A rough upper estimate of one training step's memory: weights with their gradients and
+    optimiser state, activations, and with --pairs all the B² quotients and their gradients."""
+    return 4 * (16 * args.dim ** 2 + 48 * args.batch * args.dim
+                + (8 * args.batch ** 2 if args.pairs == "all" else 0))
+
+
 # ------------------------------------------------------------------------------ training step
-def make_optimizers(G, D, args, device):
-    """Adam for both, as in the WGAN-GP paper (lr 1e-4, betas (0.5, 0.9)). On CUDA they are
-    capturable: the step count lives on the device, so a CUDA graph can replay the update."""
-    cap = device.type == "cuda"
-    return (torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap),
-            torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), capturable=cap))
+def make_optimizers(G, D, args, capturable: bool):
+    """Adam for both, as in the WGAN-GP paper (lr 1e-4, betas (0.5, 0.9)). Capturable (the step
+    count lives on the GPU) only where a CUDA graph replays the update: eager runs skip its cost."""
+    kw = {"capturable": True} if capturable else {}
+    return (torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
+            torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
 
 
-def fake_batch(G, real, args):
-    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (the anchor's
+def fake_batch(G, real, args, generator=None):
+    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
     FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
-    if args.fixed_generator:
-        return real + torch.randn_like(real)
-    return G(torch.randn(real.shape[0], 2, device=real.device))
+    z = torch.randn(real.shape, device=real.device, generator=generator)
+    return real + z if args.fixed_generator else G(z)
 
 
-def make_train_step(G, D, opt_g, opt_d, args, device):
-    """One generator iteration: n-critic critic steps, then one generator step.
+def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
+    """One generator iteration: n_critic critic steps, then one generator step.
 
     No host syncs inside (no .item(), no printing), so the same function runs eagerly or is
     captured once into a CUDA graph and replayed. Returns the last critic step's loss, penalty
-    and batch estimate, and the generator loss, as one device tensor.
+    and batch estimate, and the generator loss, as one device tensor (STEP_COLUMNS).
     """
-    def step(n_critic: int):
-        for _ in range(n_critic):
-            real = common.sample(args.data, args.batch, device)
-            with torch.no_grad():
-                fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
-            f_real, f_fake = D(real).mean(), D(fake).mean()
-            pen = penalty(D, real, fake, args)
-            loss_d = f_fake - f_real + args.lam * pen  # E f(fake) − E f(real) + λR
-            opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
-            loss_d.backward()
-            opt_d.step()
-        if args.fixed_generator:
-            loss_g = torch.zeros((), device=device)
-        else:
-            loss_g = -D(G(torch.randn(args.batch, 2, device=device))).mean()  # −E f(G(z))
-            opt_g.zero_grad(set_to_none=False)
-            loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
-            opt_g.step()
-        return torch.stack([loss_d, pen, f_real - f_fake, loss_g]).detach()
-
-    return step
+    device = next(D.parameters()).device
+    for _ in range(n_critic):
+        real = common.sample(args.data, args.batch, device)
+        with torch.no_grad():
+            fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
+        f_real, f_fake = D(real).mean(), D(fake).mean()
+        pen = lipschitz_penalty(D, real, fake, args.pairs, one_sided=not args.two_sided)
+        loss_d = f_fake - f_real + args.lam * pen  # E f(fake) − E f(real) + λR
+        opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+        loss_d.backward()
+        opt_d.step()
+    if args.fixed_generator:
+        loss_g = torch.zeros((), device=device)
+    else:
+        loss_g = -D(G(torch.randn(args.batch, 2, device=device))).mean()  # −E f(G(z))
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
+        opt_g.step()
+    return torch.stack([loss_d, pen, f_real - f_fake, loss_g]).detach()
 
 
 STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g")
@@ -281,306 +235,170 @@ def critic_steps(args, it: int) -> int:
     return args.n_critic
 
 
-def cuda_graph_runner(step, warmup: int = GRAPH_WARMUP):
-    """Run `step` eagerly `warmup` times on a side stream (real iterations: they also create the
-    optimiser state), then capture it once with torch.cuda.graph and replay it (REFERENCE §7);
-    one graph per critic-step count. Each call is one training iteration either way."""
-    side = torch.cuda.Stream()
-    graphs = {}  # n_critic -> [eager warm-up iterations left, graph, its output tensor]
-
-    def run(n_critic: int):
-        g = graphs.setdefault(n_critic, [warmup, None, None])
-        if g[0] > 0:
-            g[0] -= 1
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                out = step(n_critic)
-            torch.cuda.current_stream().wait_stream(side)
-            return out
-        if g[1] is None:
-            g[1] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g[1]):
-                g[2] = step(n_critic)
-        g[1].replay()
-        return g[2]
-
-    return run
-
-
 # ---------------------------------------------------------------------------------- evaluation
-def grad_norm_stats(critic, x) -> dict:
-    """Mean and max of ‖∇f‖ over the points x, and the share of points where it exceeds 1."""
-    x = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(critic(x).sum(), x)
-    gn = g.flatten(1).norm(dim=1)
-    return {"grad_norm_mean": gn.mean().item(), "grad_norm_max": gn.max().item(),
-            "grad_share_above_1": (gn > 1).float().mean().item()}
-
-
-def flat_grad(loss, params):
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, params)])
-
-
 def evaluate(G, D, args, device, it: int) -> dict:
-    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats,
-    the method's own diagnostics (penalty_diagnostics) and the weight-gradient diagnostics of
-    seed 02's "things to do", on fresh samples.
+    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, the
+    quotients the penalty tests, and the weight gradients of the two parts of the critic loss.
 
-    Runs under fork_rng with its own seed, so evaluating never changes the training's random
-    stream: a run stopped and resumed draws the same numbers as one that was not.
+    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
+    so a run stopped and resumed draws the same numbers as one that was not.
     """
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(args.seed * 1_000_003 + it + 1)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
         w1s, floors = [], []
-        for _ in range(N_EVAL_DRAWS):  # W1 of one draw of 1024 points varies by ~20 %
+        for _ in range(N_EVAL_DRAWS):
             real = common.sample(args.data, N_EVAL, device)
             with torch.no_grad():
                 fake = fake_batch(G, common.sample(args.data, N_EVAL, device), args)
+            if not torch.isfinite(fake).all():
+                raise common.Diverged("a generated sample")
             w1s.append(common.w1(fake, real))
             floors.append(common.w1(common.sample(args.data, N_EVAL, device), real))
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors)}
-        row.update(common.mode_stats(args.data, fake) or {})
-
-        row.update(penalty_diagnostics(D, real, fake, args))
-
-        # Does the penalty fight the discrimination term? (seed 02) Gradients w.r.t. the critic's
-        # weights of the two parts of the critic loss, on one training-size batch.
+               "w1_floor": sum(floors) / len(floors), **(common.mode_stats(args.data, fake) or {})}
+        with torch.no_grad():
+            L = pair_quotients(D, real, fake, args.pairs)
+        row.update(quotient_mean=L.mean().item(), quotient_max=L.max().item(),
+                   quotient_share_above_1=(L > 1).float().mean().item())
+        t = torch.rand(N_EVAL, 1, device=device)
+        row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
+        # Does the penalty pull against the discrimination term? Weight gradients of both parts.
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
-        g_disc = flat_grad(D(f).mean() - D(r).mean(), params)
-        g_pen = flat_grad(args.lam * penalty(D, r, f, args), params)
+        g_disc = common.flat_grad(D(f).mean() - D(r).mean(), params)
+        g_pen = common.flat_grad(
+            args.lam * lipschitz_penalty(D, r, f, args.pairs, not args.two_sided), params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
-                   cos_disc_pen=torch.nn.functional.cosine_similarity(
-                       g_disc, g_pen, dim=0, eps=1e-20).item())
+                   cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
+    return row
+
+
+def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) -> dict:
+    """Evaluate at iteration it, then write the critic figure, the checkpoint and a metrics row
+    and print a progress line. stats: the training step's means since the last evaluation."""
+    row = {"iter": it, **stats}
+    weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
+    if not (all(math.isfinite(row[k]) for k in STEP_COLUMNS) and torch.isfinite(weights).all()):
+        raise common.Diverged("a loss or a weight")
+    row.update(evaluate(G, D, args, device, it))
+    gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
+    real = common.sample(args.data, 512, device, generator=gen)
+    with torch.no_grad():
+        fake = fake_batch(G, common.sample(args.data, 512, device, generator=gen), args, gen)
+    common.plot_critic(D, real, fake, os.path.join(
+        run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
+        title=f"{method_name(args)} · {args.data} · iteration {it}")
+    common.save_checkpoint(run_dir, {
+        "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
+        "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
+    common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
+    modes = f" | {row['modes']}/{row['n_modes']} modes {100 * row['high_quality']:.0f}% hq" \
+        if "modes" in row else ""
+    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
+        f" R {row['penalty']:.4f} | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
+        f" est {row['critic_estimate']:.3f}{modes} | {1000 / row['ms_per_iter']:.1f} it/s"
+        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
     return row
 
 
 # ------------------------------------------------------------------------------------ run files
-def new_run_dir(args) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(args.out, f"{SCRIPT}-{args.data}-s{args.seed}-{stamp}")
-    for k in range(1, 1000):
-        path = base if k == 1 else f"{base}-{k}"
-        try:
-            os.makedirs(path)  # never reuse an existing run folder
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a new run folder under {args.out}")
+def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
+    """Load a checkpoint's weights, optimiser and random states onto this run's device."""
+    G.load_state_dict(ckpt["G"])
+    D.load_state_dict(ckpt["D"])
+    common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
+    common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
+    common.restore_rng(ckpt, device)
+    return ckpt["iteration"]
 
 
-def save_checkpoint(run_dir, it, G, D, opt_g, opt_d, args, device):
-    state = {"script": SCRIPT, "iteration": it, "args": vars(args),
-             "G": G.state_dict(), "D": D.state_dict(),
-             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-             "rng_cpu": torch.get_rng_state(),
-             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-    path = os.path.join(run_dir, "checkpoint.pt")
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a crash leaves the previous checkpoint intact
-
-
-def load_checkpoint(path: str) -> dict:
-    """Load a checkpoint of this script, or raise ValueError saying why it is not one."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.pt")
-    if not os.path.isfile(path):
-        raise ValueError(f"no checkpoint at {path}")
+def parse(argv):
+    """The run's arguments (the checkpoint's on --resume), checkpoint and device, or a one-line
+    error and exit 2 before anything is written."""
+    common.robust_console()
+    parser = build_parser()
+    args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds here for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        found = ckpt.get("script") if isinstance(ckpt, dict) else None
-        raise ValueError(f"{path} is not a checkpoint of {SCRIPT}.py"
-                         + (f" (it is from {found}.py)" if found else ""))
-    ckpt["path"] = os.path.abspath(path)
-    return ckpt
-
-
-def write_json(path, obj):
-    with open(path + ".tmp", "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-    os.replace(path + ".tmp", path)
-
-
-def append_metrics(path, row):
-    new = not os.path.exists(path)
-    fields = list(row) if new else next(csv.reader(open(path)))
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
-def versions(device) -> dict:
-    import matplotlib
-    import numpy
-    try:
-        import ot
-        pot = ot.__version__
-    except ImportError:
-        pot = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "matplotlib": matplotlib.__version__, "pot": pot,
-            "device": str(device), "device_name": name or platform.machine(),
-            "cpu_threads": torch.get_num_threads()}
-
-
-def fmt_time(s: float) -> str:
-    s = int(max(s, 0))
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+        device = common.pick_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device {args.device!r}: {e}")
+    if step_bytes(args) > common.memory_of(device):
+        parser.error(f"--batch {args.batch} with --dim {args.dim} needs about "
+                     f"{step_bytes(args) / 2**30:.0f} GiB, more than the "
+                     f"{common.memory_of(device) / 2**30:.0f} GiB of {device}")
+    return args, ckpt, device
 
 
 # ------------------------------------------------------------------------------------ main loop
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    ckpt = None
-    if args.resume:
-        try:
-            ckpt = load_checkpoint(args.resume)
-        except ValueError as e:
-            parser.error(f"--resume: {e}")
-        given = given_flags(build_parser(), argv)
-        changed = given - RESUMABLE - {"resume"}
-        if changed:
-            flag = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
-            parser.error("--resume continues a run as it was configured; it cannot change "
-                         + ", ".join(sorted(flag[k] for k in changed)))
-        saved = dict(ckpt["args"])
-        saved.update({k: getattr(args, k) for k in given & RESUMABLE})
-        saved["resume"] = args.resume
-        args = argparse.Namespace(**saved)
-        if args.iters <= ckpt["iteration"]:
-            parser.error(f"--resume: the run is already at iteration {ckpt['iteration']}; "
-                         f"pass --iters larger than that to continue it")
-    problem = check_args(args)
-    if problem:
-        parser.error(problem)
-
-    device = pick_device(args.device)
+    args, ckpt, device = parse(argv)
     use_graph = device.type == "cuda" and not args.no_cuda_graph
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # streams and graphs are made on the current device
     torch.manual_seed(args.seed)
     G, D = mlp(2, args.dim, 2).to(device), Critic(args.dim).to(device)
-    opt_g, opt_d = make_optimizers(G, D, args, device)
-
-    start = 0
-    if ckpt is not None:
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt["rng_cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-        start = ckpt["iteration"]
-        run_dir = os.path.dirname(ckpt["path"])
-    else:
-        run_dir = new_run_dir(args)
-    metrics_path = os.path.join(run_dir, "metrics.csv")
-    config_name = "config.json" if ckpt is None else f"config-resume{start}.json"
-    write_json(os.path.join(run_dir, config_name),
-               {"script": SCRIPT, "args": vars(args), "argv": sys.argv if argv is None else argv,
-                "method": method_name(args), "cuda_graph": use_graph, "versions": versions(device),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-    title = f"{method_name(args)} · {args.data}"
-    print(f"[{SCRIPT}] {title} · {args.iters} iterations on {device}"
-          f"{' (CUDA graph)' if use_graph else ''}\n[{SCRIPT}] run folder: {run_dir}", flush=True)
-
-    step = make_train_step(G, D, opt_g, opt_d, args, device)
-    run_step = cuda_graph_runner(step) if use_graph else step
-
-    stop = {"asked": False}
-
-    def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly after this iteration
-        stop["asked"] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # second: stop at once
-
-    old_handler = signal.signal(signal.SIGINT, on_sigint)
-    t_start, last_row, status = time.time(), None, "finished"
-    acc, n_acc, it = torch.zeros(len(STEP_COLUMNS), device=device), 0, start
-    t_mark, it_mark = time.time(), start
-
-    def eval_and_save(final: bool):
-        nonlocal n_acc, t_mark, it_mark, last_row
-        stats = (acc / max(n_acc, 1)).tolist()  # the one host sync per evaluation
-        params = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
-        if not (all(math.isfinite(v) for v in stats) and torch.isfinite(params).all()):
-            return False
-        ms = 1000 * (time.time() - t_mark) / max(it - it_mark, 1)
-        row = {"iter": it, **dict(zip(STEP_COLUMNS, stats)), **evaluate(G, D, args, device, it),
-               "ms_per_iter": ms if it > it_mark else float("nan")}
-        append_metrics(metrics_path, row)
-        common.plot_critic(D, real_for_plot(), fake_for_plot(), os.path.join(
-            run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
-            title=f"{title} · iteration {it}")
-        save_checkpoint(run_dir, it, G, D, opt_g, opt_d, args, device)
-        done = it - start
-        eta = fmt_time((time.time() - t_start) / done * (args.iters - it)) if done else "-"
-        modes = f" | {row['modes']}/{row['n_modes']} modes {100 * row['high_quality']:.0f}% hq" \
-            if "modes" in row else ""
-        print(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
-              f" R {row['penalty']:.4f} | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
-              f" est {row['critic_estimate']:.3f}{modes} | "
-              f"{1000 / ms if it > it_mark else float('nan'):.1f} it/s | ETA {eta}",
-              flush=True)
-        acc.zero_()
-        n_acc, t_mark, it_mark, last_row = 0, time.time(), it, row
-        return True
-
-    def real_for_plot():
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(args.seed + 17)
-            return common.sample(args.data, 512, device)
-
-    def fake_for_plot():
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                torch.no_grad():
-            torch.manual_seed(args.seed + 18)
-            return fake_batch(G, common.sample(args.data, 512, device), args)
-
+    opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
     try:
-        if start == 0:
-            eval_and_save(final=False)
-        while it < args.iters and not stop["asked"]:
-            acc += run_step(critic_steps(args, it))
-            n_acc += 1
-            it += 1
-            if it % args.eval_every == 0 or it == args.iters:
-                if not eval_and_save(final=it == args.iters):
-                    status = "diverged"
-                    break
-        if stop["asked"]:
-            status = "interrupted"
-            if it > it_mark and not eval_and_save(final=True):
-                status = "diverged"
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
+        run_dir, lock = common.open_run_dir(args.out, f"{SCRIPT}-{args.data}-s{args.seed}",
+                                           os.path.dirname(ckpt["path"]) if ckpt else None)
+    except ValueError as e:
+        build_parser().error(str(e))
+    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
+    logged = common.trim_metrics(os.path.join(run_dir, "metrics.csv"), start)
+    config = f"config-resume{start}.json" if ckpt else "config.json"
+    common.write_json(os.path.join(run_dir, config),
+                      {"script": SCRIPT, "args": vars(args), "method": method_name(args),
+                       "argv": sys.argv if argv is None else argv, "cuda_graph": use_graph,
+                       "versions": common.versions(device)})
+    say(f"[{SCRIPT}] {method_name(args)} · {args.data} · {args.iters} iterations on {device}"
+        f"{' (CUDA graph)' if use_graph else ''}\n[{SCRIPT}] run folder: {run_dir}")
 
-    wall = time.time() - t_start
-    if status == "diverged":
-        print(f"[{SCRIPT}] stopped: a loss became NaN or infinite between iterations {it_mark} "
-              f"and {it}. The last good checkpoint and figures (iteration {it_mark}) are kept "
-              f"in {run_dir}", file=sys.stderr, flush=True)
+    step = functools.partial(train_step, G, D, opt_g, opt_d, args)
+    run_step = common.CudaGraphStep(step) if use_graph else step
+    stop, acc, t0 = common.StopSignal(), torch.zeros(len(STEP_COLUMNS), device=device), time.time()
+    it, last, mark, status, why = start, None, (start, time.time()), "finished", ""
+    try:
+        if start not in logged:
+            last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device,
+                                common.step_stats(STEP_COLUMNS, acc, 0, 0.0), final=False)
+            mark = (it, time.time())
+        while it < args.iters and not stop.signum:
+            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            it += 1
+            if it % args.eval_every == 0 or it == args.iters or stop.signum:
+                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], time.time() - mark[1])
+                last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats,
+                                    final=it == args.iters or bool(stop.signum))
+                acc.zero_()
+                mark = (it, time.time())
+        status = "interrupted" if stop.signum else "finished"
+    except common.Diverged as e:
+        status, why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
+    except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
+        if not isinstance(e, MemoryError) and "memory" not in str(e):
+            raise
+        status, why = "out_of_memory", f"out of memory (try a smaller --batch or --dim): " \
+            + str(e).strip().splitlines()[0]
+    finally:
+        stop.restore()
+    good = last["iter"] if last else start
+    if why:
+        say(f"[{SCRIPT}] stopped after iteration {good}: {why}. The last good checkpoint and "
+            f"figures (iteration {good}) are kept in {run_dir}", err=True)
     else:
-        common.plot_curves(metrics_path, os.path.join(run_dir, "curves.png"), title=title)
-        if status == "interrupted":
-            print(f"[{SCRIPT}] interrupted at iteration {it}: checkpoint and figures written; "
-                  f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}", flush=True)
-    write_json(os.path.join(run_dir, "summary.json"),
-               {"status": status, "iteration": it_mark, "wall_time_s": wall, "run_dir": run_dir,
-                "method": method_name(args), "data": args.data, "final": last_row})
-    print(f"[{SCRIPT}] {status} in {fmt_time(wall)} · run folder: {run_dir}", flush=True)
-    return {"finished": 0, "diverged": 1, "interrupted": 130}[status]
+        common.plot_curves(os.path.join(run_dir, "metrics.csv"),
+                           os.path.join(run_dir, "curves.png"), title=method_name(args))
+    if status == "interrupted":
+        say(f"[{SCRIPT}] interrupted at iteration {it}: checkpoint and figures written; "
+            f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}")
+    common.write_json(os.path.join(run_dir, "summary.json"), {
+        "status": status, "iteration": good, "wall_time_s": time.time() - t0, "run_dir": run_dir,
+        "method": method_name(args), "data": args.data, "final": last})
+    say(f"[{SCRIPT}] {status} in {common.fmt_time(time.time() - t0)} · run folder: {run_dir}")
+    lock.close()
+    return {"finished": 0, "diverged": 1, "out_of_memory": 1}.get(status, 128 + (stop.signum or 2))
 
 
 if __name__ == "__main__":

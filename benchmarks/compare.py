@@ -8,10 +8,11 @@ finished is not run again, so an interrupted sweep resumes where it stopped. The
                                     range over seeds), modes and high-quality share (mixtures),
                                     share of runs that converged (W1 ≤ 1.5 × floor), wall time
     <out>/grid-<data>.png           one panel per configuration: final level sets and samples
-                                    (seed 02, Figures 6–9), first seed
+                                    (as the figures of the 2017-05-29 Lernapparat post), first seed
     <out>/fixed.md, fixed.csv       --fixed-generator runs: the critic's estimate
                                     E f(real) − E f(fake) against the exact W1 of the same
-                                    distributions (seed 05: do WGAN critics estimate W1?)
+                                    distributions (do WGAN critics estimate W1? Mallasto et al.
+                                    2019, arXiv:1910.03875; Stanczuk et al. 2021, arXiv:2103.01678)
 
     python benchmarks/compare.py                                    # the full grid (hours on a CPU)
     python benchmarks/compare.py --iters-scale 0.6 --jobs 2         # 60 % of each default length
@@ -36,7 +37,8 @@ sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
 
-# (name, script, flags): the grid of REFERENCE §5 and issue 7. The name is the folder key.
+# (name, script, flags): every constraint at the λ its source uses, and the two-sided ones at the
+# smaller λ of gan_toy.py. The name is the folder key.
 GRID = [
     ("slogan-l10", "slogan", ["--lambda", "10"]),
     ("gp-onesided-l10", "wgan_gp", ["--one-sided", "--lambda", "10"]),
@@ -59,34 +61,37 @@ CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+    p = common.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    seed = common.number(int, 0, 2**63, hi_ok=False)
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2],
                    help="seeds on the swiss roll")
-    p.add_argument("--mixture-seeds", type=int, nargs="+", default=[0],
+    p.add_argument("--mixture-seeds", type=seed, nargs="+", default=[0],
                    help="seeds on 8gaussians and 25gaussians")
     p.add_argument("--data", nargs="+", choices=common.DATASETS, default=list(common.DATASETS))
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--iters", type=common.number(int, 1), default=None,
                    help="generator iterations for every run (default: each script's default)")
-    p.add_argument("--iters-scale", type=float, default=1.0,
+    p.add_argument("--iters-scale", type=common.number(float, 0, 1000, lo_ok=False), default=1.0,
                    help="run each configuration for this fraction of its script's default "
                         "iterations (ignored with --iters)")
-    p.add_argument("--dim", type=int, default=None, help="hidden width (default: the scripts')")
+    p.add_argument("--dim", type=common.number(int, 1), default=None,
+                   help="hidden width (default: the scripts')")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
     p.add_argument("--no-run", action="store_true",
                    help="run nothing: write the tables and figures from the runs already done")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--jobs", type=common.number(int, 1), default=1, help="runs at a time")
     p.add_argument("--device", default="cpu", help="passed to every run")
     p.add_argument("--out", default="results", help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write the tables even if they would have fewer rows than the ones there")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="further flags for every run (e.g. --extra --eval-every 1000)")
     a = p.parse_args(argv)
-    if a.jobs < 1 or (a.iters is not None and a.iters < 1) or (a.dim is not None and a.dim < 1):
-        p.error("--jobs, --iters and --dim must be >= 1")
-    if not a.iters_scale > 0:
-        p.error("--iters-scale must be > 0")
+    for name in ("seeds", "mixture_seeds"):  # a seed given twice would run twice into one folder
+        setattr(a, name, list(dict.fromkeys(getattr(a, name))))
+    if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
+        p.error(f"--out {a.out!r} must name a folder")
     return a
 
 
@@ -193,6 +198,14 @@ def summarise(runs, out):
     return table, fixed
 
 
+def table_rows(path) -> int:
+    """Rows in a markdown table file written by write_tables (0 if there is none)."""
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return max(0, sum(line.startswith("| ") for line in fh) - 1)  # less the header row
+
+
 def write_tables(table, fixed, out, command, note=""):
     def write_csv(path, rows):
         if rows:
@@ -294,6 +307,10 @@ def main(argv=None):
         for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), todo), 1):
             print(f"[compare] {i}/{len(runs)} {key}: {what}", flush=True)
     ended = [finished_summary(os.path.join(a.out, "runs", r[0])) for r in runs]
+    failed = 0 if a.no_run else sum(s is None for s in ended)
+    if failed:
+        print(f"[compare] {failed} of {len(runs)} runs failed: see log.txt in their folders "
+              f"under {os.path.join(a.out, 'runs')}", file=sys.stderr, flush=True)
     done = sum(s is not None for s in ended)
     run_minutes = sum(s["wall_time_s"] for s in ended if s is not None) / 60
     if done < len(runs):
@@ -307,11 +324,19 @@ def main(argv=None):
     note = (f"Ran on {where}; this call took {(time.time() - t) / 60:.0f} min "
             f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
             f"their wall times add up to {run_minutes:.0f} min.")
+    kept = [f for f, new in (("results.md", table), ("fixed.md", fixed))
+            if len(new) < table_rows(os.path.join(a.out, f)) and not a.overwrite]
+    if kept:  # never replace a table by an emptier one unasked (a fresh clone has no runs)
+        missing = sorted({f"{r[1]} on {r[4]}" for r, s in zip(runs, ended) if s is None})
+        print(f"[compare] kept {', '.join(kept)} in {a.out}: the runs found give fewer rows than "
+              f"it has (missing: {'; '.join(missing[:8])}{' …' if len(missing) > 8 else ''}). "
+              f"Run them, or pass --overwrite", flush=True)
+        return 1 if failed else 0
     write_tables(table, fixed, a.out, command, note)
     grids = draw_grids(runs, a.out, table)
     print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
           f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

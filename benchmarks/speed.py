@@ -2,29 +2,33 @@
 
 One generator iteration = --n-critic critic steps with the method's penalty + one generator step,
 exactly the step function the method script trains with. On a CPU only the eager path exists.
+The eager path uses plain optimisers, the graph path capturable ones, as the scripts do.
 
     python benchmarks/speed.py                          # wgan_gp, batch 256, widths 128 and 512
     python benchmarks/speed.py --script slogan --dims 128
+    python benchmarks/speed.py --script slogan -- --pairs all     # flags for the script after --
 """
-import argparse
-import importlib
+import functools
 import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip")
 
 
-def time_path(mod, dim, batch, n_critic, device, graph, iters, warmup, script_argv):
-    args = mod.build_parser().parse_args(
-        ["--dim", str(dim), "--batch", str(batch), "--n-critic", str(n_critic)] + script_argv)
+def time_path(mod, args, device, graph, iters, warmup):
     torch.manual_seed(0)
-    G, D = mod.mlp(2, dim, 2).to(device), mod.Critic(dim).to(device)
-    opt_g, opt_d = mod.make_optimizers(G, D, args, device)
-    step = mod.make_train_step(G, D, opt_g, opt_d, args, device)
-    run = mod.cuda_graph_runner(step) if graph else step
+    G, D = mod.mlp(2, args.dim, 2).to(device), mod.Critic(args.dim).to(device)
+    opt_g, opt_d = mod.make_optimizers(G, D, args, capturable=graph)
+    step = functools.partial(mod.train_step, G, D, opt_g, opt_d, args)
+    run = common.CudaGraphStep(step) if graph else step
     for _ in range(warmup):  # includes the graph's own warm-up and capture
         run(args.n_critic)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -33,35 +37,53 @@ def time_path(mod, dim, batch, n_critic, device, graph, iters, warmup, script_ar
     for _ in range(iters):
         out = run(args.n_critic)
     sync()
-    assert torch.isfinite(out).all()
+    if not torch.isfinite(out).all():
+        raise FloatingPointError("the training step produced NaN or infinity")
     return 1000 * (time.perf_counter() - t) / iters
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--script", default="wgan_gp", help="method script to time")
-    p.add_argument("--dims", type=int, nargs="+", default=[128, 512], help="hidden widths")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--n-critic", type=int, default=5)
-    p.add_argument("--iters", type=int, default=200, help="timed iterations per path")
-    p.add_argument("--device", default="auto")
+def main(argv=None):
+    p = common.ArgumentParser(prog="speed.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--script", choices=SCRIPTS, default="wgan_gp", help="method script to time")
+    p.add_argument("--dims", type=common.number(int, 1), nargs="+", default=[128, 512],
+                   help="hidden widths")
+    p.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    p.add_argument("--n-critic", type=common.number(int, 1), default=5,
+                   help="critic steps per generator step")
+    p.add_argument("--iters", type=common.number(int, 1), default=200,
+                   help="timed iterations per path")
+    p.add_argument("--warmup", type=common.number(int, 0), default=10,
+                   help="untimed iterations first (the graph path captures in these)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("script_args", nargs="*", help="extra flags for the script, after --")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    try:
+        device = common.pick_device(a.device)
+    except ValueError as e:
+        p.error(f"--device {a.device!r}: {e}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    import importlib
     mod = importlib.import_module(a.script)
-    device = mod.pick_device(a.device)
+    parser = mod.build_parser()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{a.script}.py on {name} ({device}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, batch {a.batch}, {a.n_critic} critic steps")
-    print(f"{'width':>6} {'eager ms/it':>12} {'graph ms/it':>12} {'speed-up':>9}")
+          f"{torch.get_num_threads()} CPU threads, batch {a.batch}, {a.n_critic} critic steps"
+          + (f", {' '.join(a.script_args)}" if a.script_args else ""))
+    print(f"{'width':>6} {'eager ms/it':>12} {'graph ms/it':>12} {'speed-up':>9}", flush=True)
     for dim in a.dims:
-        eager = time_path(mod, dim, a.batch, a.n_critic, device, False, a.iters, 10, a.script_args)
+        args = parser.parse_args(["--dim", str(dim), "--batch", str(a.batch),
+                                  "--n-critic", str(a.n_critic), *a.script_args])
+        if hasattr(mod, "fill_loss_defaults"):
+            mod.fill_loss_defaults(args)
+        eager = time_path(mod, args, device, False, a.iters, a.warmup)
         if device.type == "cuda":
-            graph = time_path(mod, dim, a.batch, a.n_critic, device, True, a.iters, 10,
-                              a.script_args)
+            graph = time_path(mod, args, device, True, a.iters, max(a.warmup, 4))
             print(f"{dim:>6} {eager:>12.2f} {graph:>12.2f} {eager / graph:>8.1f}x", flush=True)
         else:
             print(f"{dim:>6} {eager:>12.2f} {'(no CUDA)':>12} {'':>9}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

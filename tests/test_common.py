@@ -1,6 +1,6 @@
-"""Tests of common.py: samplers against REFERENCE §3, exact W1, duality bounds, mode stats, plots.
+"""Tests of common.py: samplers against gan_toy.py's definitions, exact W1, duality bounds, mode stats, plots.
 
-The constants below are copied from REFERENCE §3 on purpose: they are the specification the
+The constants below are copied from gan_toy.py (igul222/improved_wgan_training) on purpose: they are the specification the
 samplers must meet, so that changing a centre, a std or a scale in common.py fails a test.
 """
 import math

@@ -3,6 +3,8 @@ import csv
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
 import compare  # noqa: E402
@@ -48,3 +50,50 @@ def test_plan_covers_the_issue_grid():
     for data in ("8gaussians", "25gaussians"):
         assert len([r for r in runs if r[4] == data]) == len(compare.GRID)
     assert len({r[0] for r in runs}) == len(runs)  # one folder per run
+
+
+def test_no_run_never_replaces_a_table_with_an_emptier_one(tmp_path, capsys):
+    """A fresh clone has the committed tables but none of their runs: --no-run keeps them."""
+    out = tmp_path / "cmp"
+    out.mkdir()
+    committed = {f: "Command: x\n\n| config | data |\n|---|---|\n| a | swissroll |\n| b | 8g |\n"
+                 for f in ("results.md", "fixed.md")}
+    for f, text in committed.items():
+        (out / f).write_text(text)
+    assert compare.main(["--only", "slogan-l10", "--data", "swissroll", "--seeds", "0",
+                         "--no-run", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "kept" in said and "missing: slogan-l10 on swissroll" in said and "--overwrite" in said
+    assert all((out / f).read_text() == t for f, t in committed.items())
+    assert compare.main(["--only", "slogan-l10", "--data", "swissroll", "--seeds", "0",
+                         "--no-run", "--overwrite", "--out", str(out)]) == 0
+    assert (out / "results.md").read_text() != committed["results.md"]
+
+
+def test_exit_1_when_runs_fail(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    code = compare.main(["--only", "slogan-l10", "--data", "swissroll", "--seeds", "0",
+                         "--no-fixed", "--iters", "1", "--out", out, "--extra", "--lambda", "-1"])
+    assert code == 1 and "1 of 1 runs failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,says", [(["--iters-scale", "inf"], "--iters-scale"),
+                                       (["--iters-scale", "0"], "--iters-scale"),
+                                       (["--jobs", "0"], "--jobs"), (["--seeds", "-1"], "--seeds")])
+def test_bad_arguments_are_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        compare.parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err and says in err
+
+
+def test_out_file_and_repeated_seeds(tmp_path, capsys):
+    f = tmp_path / "a_file"
+    f.write_text("")
+    with pytest.raises(SystemExit) as e:
+        compare.parse_args(["--out", str(f)])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+    a = compare.parse_args(["--seeds", "0", "0", "1", "--mixture-seeds", "2", "2"])
+    assert a.seeds == [0, 1] and a.mixture_seeds == [2]
+    keys = [r[0] for r in compare.plan(a)]
+    assert len(keys) == len(set(keys))

@@ -74,7 +74,7 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
     assert summ["status"] == "finished" and summ["final"]["iter"] == 6
     assert summ["run_dir"] == d and summ["wall_time_s"] > 0
     assert d in cap.out and "it      6/6" in cap.out and "W1" in cap.out and "ETA" in cap.out
-    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     assert ck["script"] == script and ck["iteration"] == 6
 
 
@@ -85,7 +85,7 @@ def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
                                                   "--eval-every", "4", "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
-    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     torch.manual_seed(0)
     mod = importlib.import_module(script)
     g0 = mod.mlp(2, 16, 2).state_dict()  # the generator as initialised from the seed
@@ -148,14 +148,14 @@ def test_non_finite_loss_stops_and_keeps_last_good(script, tmp_path, capsys):
     (d,) = run_dirs(out)
     summ = json.load(open(os.path.join(d, "summary.json")))
     assert summ["status"] == "diverged"
-    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     assert ck["iteration"] == summ["iteration"] < 50
     assert all(torch.isfinite(v).all() for v in ck["D"].values())
     assert os.path.exists(os.path.join(d, f"critic_{ck['iteration']:06d}.png"))
 
 
 def _params(path):
-    ck = torch.load(path, weights_only=True)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     return ck["G"], ck["D"], ck["opt_d"]["state"]
 
 
@@ -201,7 +201,7 @@ def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path):
     assert proc.returncode == 130, seen + rest
     assert "interrupted at iteration" in rest and "--resume" in rest
     (d,) = run_dirs(out)
-    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     assert ck["iteration"] > 0
     assert os.path.exists(os.path.join(d, "critic_final.png"))
     assert os.path.exists(os.path.join(d, "curves.png"))
@@ -223,21 +223,36 @@ def test_help_documents_every_flag(script):
         assert flag in text
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_cuda_graph_matches_eager(script, tmp_path, capsys, cuda_only):
-    """The CUDA-graph path and the eager path, from the same seed, end with the same weights."""
-    ends = []
-    for flag in ([], ["--no-cuda-graph"]):
-        out = str(tmp_path / ("eager" if flag else "graph"))
-        code, cap = run_main(script, quick(script) + ["--device", "cuda", "--iters", "30",
-                                                      "--eval-every", "30", "--out", out] + flag,
-                             capsys)
-        assert code == 0, cap.err
-        ends.append(_params(os.path.join(run_dirs(out)[0], "checkpoint.pt")))
-    (g1, d1, _), (g2, d2, _) = ends
-    for x, y in ((g1, g2), (d1, d2)):
-        for k in x:
-            torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=1e-5)
+GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
+    ("wgan_gp", ["--one-sided", "--fixed-generator"]), ("slogan", ["--pairs", "all"]),
+    ("dragan", ["--perturb", "normal"]), ("dragan", ["--perturb", "none", "--loss", "wgan"]),
+    ("wgan_clip", ["--warmup-schedule-on"])]  # the 100- and 5-step iterations: two graphs
+
+
+def _cuda_run(script, extra, out, capsys, iters=30, resume=None):
+    flags = [f for f in extra if f != "--warmup-schedule-on"]
+    base = (QUICK_ALL if "--warmup-schedule-on" in extra else quick(script)) + flags
+    argv = ["--resume", resume, "--iters", str(iters)] if resume else \
+        base + ["--device", "cuda", "--iters", str(iters), "--eval-every", "10", "--out", out]
+    code, cap = run_main(script, argv, capsys)
+    assert code == 0, cap.err
+    d = resume or run_dirs(out)[0]
+    return d, _params(os.path.join(d, "checkpoint.pt"))
+
+
+@pytest.mark.parametrize("script,extra", [c for c in GRAPH_CASES if c[0] in SCRIPTS],
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_cuda_graph_matches_eager(script, extra, tmp_path, capsys, cuda_only):
+    """The CUDA-graph path and the eager path, from the same seed and with evaluations between
+    replays, end with the same weights; so does a graph run stopped at 15 and resumed."""
+    _, graph = _cuda_run(script, extra, str(tmp_path / "graph"), capsys)
+    _, eager = _cuda_run(script, extra + ["--no-cuda-graph"], str(tmp_path / "eager"), capsys)
+    d, _ = _cuda_run(script, extra, str(tmp_path / "resumed"), capsys, iters=15)
+    _, resumed = _cuda_run(script, extra, None, capsys, iters=30, resume=d)
+    for other in (eager, resumed):
+        for x, y in zip(graph[:2], other[:2]):
+            for k in x:
+                torch.testing.assert_close(x[k], y[k], rtol=1e-4, atol=1e-5)
 
 
 VARIANTS = [

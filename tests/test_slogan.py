@@ -64,7 +64,7 @@ def test_linear_quotient_is_projection(seed, r):
 
 @given(seeds, pairings)
 def test_two_sided_penalises_a_perfect_linear_critic(seed, pairs):
-    """Seed 02, Figure 5: the 1-Lipschitz f = u·x is optimal between P and P shifted along u, yet
+    """The 2017-05-29 post's Figure 5: the 1-Lipschitz f = u·x is optimal between P and P shifted along u, yet
     its quotients on generic pairs are < 1, so the two-sided penalty is positive."""
     u = unit(seed)
     real, fake = batch(seed, 32), batch(seed + 1, 32) - 2 * u

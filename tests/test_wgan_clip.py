@@ -87,7 +87,7 @@ def test_script_with_schedule_keeps_weights_clipped(tmp_path, capsys):
     assert wgan_clip.main(["--iters", "2", "--eval-every", "2", "--dim", "8", "--batch", "16",
                            "--clip", "0.02", "--out", out]) == 0
     (d,) = glob.glob(os.path.join(out, "*"))
-    ck = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     assert all((v.abs() <= 0.02).all() for v in ck["D"].values())
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     for r in rows:

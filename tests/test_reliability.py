@@ -1,0 +1,328 @@
+"""The edges a careful user tries: bad output folders, huge seeds and sizes, strange devices,
+divergence in the samples, out of memory, SIGTERM, broken pipes, odd consoles, damaged or busy
+checkpoints, resumes after a crash at the worst moment. Every script, the same behaviour.
+"""
+import csv
+import glob
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import common
+from test_scripts import ROOT, SCRIPTS, quick, run_dirs, run_main
+
+
+def strict_json(path):
+    """Load JSON the way strict tools do: NaN and Infinity are errors."""
+    def bad(name):
+        raise ValueError(f"{path} holds {name}, which is not JSON")
+    with open(path) as fh:
+        return json.load(fh, parse_constant=bad)
+
+
+def iters_logged(d):
+    return [int(r["iter"]) for r in csv.DictReader(open(os.path.join(d, "metrics.csv")))]
+
+
+def one_line_error(code, cap, script, says):
+    err = cap.err.strip()
+    assert code == 2, (code, err)
+    assert "\n" not in err and err.startswith(f"{script}.py: error:") and says in err, err
+
+
+# --------------------------------------------------------------------------- bad input, exit 2
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bad_out_is_one_line_and_writes_nothing(script, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    for out, says in ((str(a_file), "Not a directory"), (os.devnull, "--out"),
+                      ("/proc/no-such-dir/runs", "--out"), (str(tmp_path / ("x" * 300)), "--out"),
+                      ("", "--out is empty")):
+        code, cap = run_main(script, quick(script) + ["--iters", "1", "--out", out], capsys)
+        one_line_error(code, cap, script, says)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"] and a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("argv,says", [
+    (["--seed", str(2**64)], "--seed"), (["--seed", "-1"], "--seed"),
+    (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--iters", "1.5"], "--iters"),
+    (["--device", "meta"], "--device"), (["--device", "mps"], "--device"),
+    (["--device", "xpu"], "--device"), (["--device", "gpu"], "--device"),
+    (["--batch", "50000000"], "GiB"), (["--dim", "100000"], "GiB"),
+    (["--resume", ""], "--resume")])
+def test_more_bad_input_is_one_line_exit_2_and_no_folder(script, argv, says, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, argv + ["--out", out], capsys)
+    one_line_error(code, cap, script, says)
+    assert not os.path.exists(out)
+
+
+def test_method_flags_reject_what_others_reject(tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    for script, argv, says in (("dragan", ["--perturb-scale", "inf"], "--perturb-scale"),
+                               ("dragan", ["--perturb-scale", "-1"], "--perturb-scale"),
+                               ("slogan", ["--pairs", "all", "--batch", "100000"], "GiB"),
+                               ("wgan_clip", ["--clip", "0"], "--clip"),
+                               ("wgan_gp", ["--betas", "0.5", "1"], "--betas")):
+        code, cap = run_main(script, argv + ["--out", out], capsys)
+        one_line_error(code, cap, script, says)
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_huge_seed_runs(script, tmp_path, capsys):
+    """Evaluation seeds are derived from --seed without overflowing torch's 64-bit seed."""
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--seed", str(2**63 - 1), "--iters", "1",
+                                                  "--eval-every", "1", "--dim", "8", "--out", out],
+                         capsys)
+    assert code == 0, cap.err
+    assert strict_json(os.path.join(run_dirs(out)[0], "summary.json"))["status"] == "finished"
+
+
+# ------------------------------------------------------------------ divergence, memory: exit 1
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_non_finite_samples_are_divergence(script, tmp_path, capsys, monkeypatch):
+    """A generator whose output overflows while losses and weights are finite: caught at the
+    evaluation (before exact W1 sees it), exit 1, the last good state kept, strict JSON."""
+    mod = importlib.import_module(script)
+    real_fake_batch = mod.fake_batch
+
+    def overflowing(G, real, args, generator=None):
+        out = real_fake_batch(G, real, args, generator)
+        return out * float("inf") if len(real) == mod.N_EVAL and getattr(G, "broken", 0) else out
+
+    monkeypatch.setattr(mod, "fake_batch", overflowing)
+    state = {"evals": 0}
+    real_evaluate = mod.evaluate
+
+    def evaluate(G, D, args, device, it):
+        state["evals"] += 1
+        G.broken = state["evals"] > 1
+        return real_evaluate(G, D, args, device, it)
+
+    monkeypatch.setattr(mod, "evaluate", evaluate)
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--iters", "4", "--eval-every", "2", "--out",
+                                                  out], capsys)
+    assert code == 1, cap.err
+    assert "a generated sample became NaN or infinite" in cap.err and "Traceback" not in cap.err
+    (d,) = run_dirs(out)
+    summ = strict_json(os.path.join(d, "summary.json"))
+    assert summ["status"] == "diverged" and summ["iteration"] == 0
+    assert torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu",
+                      weights_only=True)["iteration"] == 0
+
+
+def test_clip_with_absurd_lr_is_divergence_not_traceback(tmp_path, capsys):
+    """The reported case: weights and losses stay finite while the samples overflow."""
+    out = str(tmp_path / "x")
+    code, cap = run_main("wgan_clip", ["--lr", "1e12", "--iters", "2", "--eval-every", "1",
+                                       "--dim", "8", "--out", out], capsys)
+    assert code == 1 and "NaN or infinite" in cap.err and "Traceback" not in cap.err
+    assert strict_json(os.path.join(run_dirs(out)[0], "summary.json"))["status"] == "diverged"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_out_of_memory_mid_run_is_exit_1_with_summary(script, tmp_path, capsys, monkeypatch):
+    mod = importlib.import_module(script)
+    calls = {"n": 0}
+    real_step = mod.train_step
+
+    def step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                               "allocate 1099511627776 bytes. Error code 12")
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(mod, "train_step", step)
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--iters", "6", "--eval-every", "2",
+                                                  "--out", out], capsys)
+    assert code == 1 and "out of memory" in cap.err and "--batch" in cap.err
+    (d,) = run_dirs(out)
+    summ = strict_json(os.path.join(d, "summary.json"))
+    assert summ["status"] == "out_of_memory" and summ["iteration"] == 2
+
+
+# ------------------------------------------------------------------------------------ resume
+def _short_run(script, out, capsys, iters=4):
+    code, cap = run_main(script, quick(script) + ["--device", "cpu", "--iters", str(iters),
+                                                  "--eval-every", "2", "--out", out], capsys)
+    assert code == 0, cap.err
+    return run_dirs(out)[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_after_a_crash_between_row_and_checkpoint(script, tmp_path, capsys):
+    d = _short_run(script, str(tmp_path / "a"), capsys)
+    with open(os.path.join(d, "metrics.csv"), "a") as fh:  # a row past the checkpoint (4)
+        fh.write("6" + ",1" * 5 + "\n")
+    assert run_main(script, ["--resume", d, "--iters", "8"], capsys)[0] == 0
+    assert iters_logged(d) == [0, 2, 4, 6, 8]
+    d = _short_run(script, str(tmp_path / "b"), capsys)
+    rows = open(os.path.join(d, "metrics.csv")).read().splitlines()
+    open(os.path.join(d, "metrics.csv"), "w").write("\n".join(rows[:-1]) + "\n")  # row 4 lost
+    assert run_main(script, ["--resume", d, "--iters", "6"], capsys)[0] == 0
+    assert iters_logged(d) == [0, 2, 4, 6]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_after_ctrl_c_in_the_first_evaluation(script, tmp_path, capsys, monkeypatch):
+    class AskedAtOnce(common.StopSignal):
+        def __init__(self):
+            super().__init__()
+            self.signum = signal.SIGINT
+
+    monkeypatch.setattr(common, "StopSignal", AskedAtOnce)
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--iters", "4", "--eval-every", "2", "--out",
+                                                  out], capsys)
+    assert code == 130 and "interrupted at iteration 0" in cap.out
+    monkeypatch.undo()
+    (d,) = run_dirs(out)
+    assert run_main(script, ["--resume", d], capsys)[0] == 0
+    assert iters_logged(d) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_refuses_damaged_and_busy_runs(script, tmp_path, capsys):
+    hand_made = tmp_path / "hand.pt"
+    torch.save({"script": script}, hand_made)
+    code, cap = run_main(script, ["--resume", str(hand_made)], capsys)
+    one_line_error(code, cap, script, "damaged")
+    d = _short_run(script, str(tmp_path / "runs"), capsys, iters=2)
+    import fcntl
+    with open(os.path.join(d, "lock"), "a") as held:  # as a second process running it would
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
+        one_line_error(code, cap, script, "another process")
+    assert iters_logged(d) == [0, 2]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_a_checkpoint_written_for_a_cuda_graph_on_the_cpu(script, tmp_path, capsys):
+    """A checkpoint from a CUDA-graph run holds capturable optimisers; the CPU must take it."""
+    d = _short_run(script, str(tmp_path / "runs"), capsys, iters=2)
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("opt_g", "opt_d"):
+        for g in ck[key]["param_groups"]:
+            g["capturable"] = True
+        for st in ck[key]["state"].values():
+            st["step"] = st["step"].reshape(()).float()
+    torch.save(ck, path)
+    code, cap = run_main(script, ["--resume", d, "--iters", "4", "--device", "cpu"], capsys)
+    assert code == 0, cap.err
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    assert ck["iteration"] == 4
+    assert not any(g.get("capturable") for g in ck["opt_d"]["param_groups"])
+
+
+# ------------------------------------------------------------- signals, pipes, consoles, imports
+def _spawn(script, out, env=None, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *quick(script),
+         "--iters", "100000", "--eval-every", "100000", "--out", out], cwd=ROOT,
+        env=env, text=True, **kw)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sigterm_stops_like_ctrl_c(script, tmp_path):
+    out = str(tmp_path / "runs")
+    proc = _spawn(script, out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen, deadline = "", time.time() + 120
+    while "it      0/" not in seen and time.time() < deadline:
+        seen += proc.stdout.readline()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, seen + rest
+    (d,) = run_dirs(out)
+    assert strict_json(os.path.join(d, "summary.json"))["status"] == "interrupted"
+    assert os.path.exists(os.path.join(d, "critic_final.png"))
+    assert torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu",
+                      weights_only=True)["iteration"] > 0
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_closed_pipe_does_not_kill_the_run(script, tmp_path):
+    """`python script.py | head -2`: the reader goes away, the run goes on to the end."""
+    out = str(tmp_path / "runs")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, script + ".py"), *quick(script), "--iters", "6",
+         "--eval-every", "2", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "BrokenPipeError" not in err
+    (d,) = run_dirs(out)
+    assert strict_json(os.path.join(d, "summary.json"))["status"] == "finished"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_console_without_unicode(script, tmp_path):
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, script + ".py"), "--help"], cwd=ROOT,
+                       env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0 and b"--lr" in r.stdout, r.stderr
+    out = str(tmp_path / "runs")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, script + ".py"), *quick(script),
+                        "--iters", "1", "--eval-every", "1", "--out", out], cwd=ROOT, env=env,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode("cp1252", "replace")
+
+
+def test_importing_a_script_leaves_the_matplotlib_backend_alone(tmp_path):
+    code = ("import matplotlib; matplotlib.use('svg'); "
+            + "; ".join(f"import {s}" for s in SCRIPTS)
+            + "; import common, torch; "
+            + f"common.plot_critic(lambda x: x.sum(1), torch.zeros(3, 2), None, r'{tmp_path}/c.png'); "
+            + "print(matplotlib.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "svg" and os.path.getsize(tmp_path / "c.png") > 0
+
+
+# ----------------------------------------------------------------------- benchmarks' arguments
+@pytest.mark.parametrize("argv", [["--iters", "0"], ["--n-critic", "0"], ["--batch", "0"],
+                                  ["--dims", "0"], ["--script", "nope"], ["--device", "bogus"],
+                                  ["--warmup", "-1"]])
+def test_speed_rejects_bad_arguments(argv, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import speed
+    with pytest.raises(SystemExit) as e:
+        speed.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("speed.py: error:")
+
+
+def test_results_grid_never_refers_to_files_users_do_not_have():
+    """Nothing committed may point at the sources this project was written from."""
+    import re
+    bad = re.compile(r"\.\./shared|REFERENCE(\.md| §)|(?i:seed 0[0-9]|seeds/|the anchor)")
+    hits = []
+    for base, dirs, files in os.walk(ROOT):
+        dirs[:] = [x for x in dirs if not x.startswith(".") and x not in
+                   ("runs", "__pycache__", "node_modules") and "venv" not in x]
+        for f in files:
+            if f.endswith((".py", ".md", ".txt", ".ini", ".cfg", ".toml", ".csv")) or f == "run":
+                path = os.path.join(base, f)
+                for i, line in enumerate(open(path, encoding="utf-8", errors="replace"), 1):
+                    if bad.search(line) and "re.compile(" not in line:
+                        hits.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()[:80]}")
+    assert not hits, "\n".join(hits)
