@@ -360,6 +360,10 @@ def plot_curves(metrics, path: str, title: str = "",
         ax.plot(it, 100 * col("clipped_share"), "-", color="#d62728")
         ax.set_ylim(0, 101)
         ax.set_title("critic weights pinned at ±c (%)", fontsize=10)
+    elif rows and "penalty" not in rows[0] and "minimiser_top_share" in rows[0]:  # c-transform
+        ax.plot(it, 100 * col("minimiser_top_share"), "-", color="#d62728")
+        ax.set_ylim(0, 101)
+        ax.set_title("fakes sharing the most common minimiser of f^c (%)", fontsize=10)
     elif np.isfinite(pen).any() and (pen[np.isfinite(pen)] > 0).any():
         ax.semilogy(it, np.where(pen > 0, pen, np.nan), "-", color="#d62728")
         ax.set_title("penalty R (before λ)", fontsize=10)

@@ -53,10 +53,11 @@ GRID = [
      ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"]),
     ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
     ("wgan-clip", "wgan_clip", []),
+    ("c-transform", "wgan_ct", []),
 ]
 # One configuration per constraint for the fixed-generator study (the critic alone).
 FIXED = ["slogan-l10", "gp-onesided-l10", "gp-twosided-l10", "quotient-twosided-l1",
-         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip"]
+         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip", "c-transform"]
 CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor
 
 

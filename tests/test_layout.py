@@ -9,7 +9,7 @@ import pytest
 from test_scripts import ROOT, SCRIPTS
 
 PENALTY = {"wgan_gp": "gradient_penalty", "slogan": "lipschitz_quotient",
-           "dragan": "perturb", "wgan_clip": "clip_weights_"}
+           "dragan": "perturb", "wgan_clip": "clip_weights_", "wgan_ct": "c_transform"}
 MAX_LINES = {"dragan": 480}
 
 

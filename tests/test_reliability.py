@@ -71,7 +71,9 @@ def test_method_flags_reject_what_others_reject(tmp_path, capsys):
                                ("dragan", ["--perturb-scale", "-1"], "--perturb-scale"),
                                ("slogan", ["--pairs", "all", "--batch", "100000"], "GiB"),
                                ("wgan_clip", ["--clip", "0"], "--clip"),
-                               ("wgan_gp", ["--betas", "0.5", "1"], "--betas")):
+                               ("wgan_gp", ["--betas", "0.5", "1"], "--betas"),
+                               ("wgan_ct", ["--epsilon", "-1"], "--epsilon"),
+                               ("wgan_ct", ["--epsilon", "nan"], "--epsilon")):
         code, cap = run_main(script, argv + ["--out", out], capsys)
         one_line_error(code, cap, script, says)
     assert not os.path.exists(out)

@@ -20,7 +20,7 @@ import torch
 import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip")
+SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
            if os.path.exists(os.path.join(ROOT, s + ".py"))]
 QUICK_ALL = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
 # Weight clipping's warm-up schedule (100 critic steps per iteration) is tested on its own.
@@ -62,8 +62,10 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
     need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "grad_norm_mean",
             "grad_norm_max", "grad_share_above_1", "grad_w_disc", "ms_per_iter"}
     # what the constraint logs: a penalty and its weight gradient, or the clipping diagnostics
-    need |= ({"clipped_share", "lipschitz_bound", "k_times_w1", "estimate_over_w1", "certified"}
-             if script == "wgan_clip" else {"penalty", "grad_w_pen", "cos_disc_pen"})
+    need |= {"wgan_clip": {"clipped_share", "lipschitz_bound", "k_times_w1", "estimate_over_w1",
+                           "certified"},
+             "wgan_ct": {"minimiser_top_share", "value_batch", "w1_batch", "estimate_over_w1"}
+             }.get(script, {"penalty", "grad_w_pen", "cos_disc_pen"})
     if data != "swissroll":
         need |= {"modes", "n_modes", "high_quality"}
     assert need <= set(rows[0])
@@ -226,7 +228,7 @@ def test_help_documents_every_flag(script):
 GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
     ("wgan_gp", ["--one-sided", "--fixed-generator"]), ("slogan", ["--pairs", "all"]),
     ("dragan", ["--perturb", "normal"]), ("dragan", ["--perturb", "none", "--loss", "wgan"]),
-    ("wgan_clip", ["--warmup-schedule-on"])]  # the 100- and 5-step iterations: two graphs
+    ("wgan_clip", ["--warmup-schedule-on"]), ("wgan_ct", ["--epsilon", "0.05"])]  # the 100- and 5-step iterations: two graphs
 
 
 def _cuda_run(script, extra, out, capsys, iters=30, resume=None):
@@ -263,6 +265,7 @@ VARIANTS = [
       for loss in ("gan", "wgan") for kind in ("paper", "normal", "none")],
     ("dragan", ["--one-sided", "--perturb-scale", "1.0"]),
     ("wgan_clip", ["--clip", "0.05"]),
+    ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator", "--epsilon", "0.5"]),
 ]
 
 

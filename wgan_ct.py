@@ -1,0 +1,381 @@
+"""WGAN-CT: a Wasserstein GAN whose critic needs no penalty, because the constraint is built
+into the objective by the c-transform over the real batch.
+
+Mallasto, Montúfar, Gerolin 2019, "How well do WGANs estimate the Wasserstein metric?",
+arXiv:1910.03875; read with Stanczuk, Etmann, Kreusser, Schönlieb 2021, "Wasserstein GANs Work
+Because They Fail (to Approximate the Wasserstein Distance)", arXiv:2103.01678. With a real batch
+x_1..x_B and a fake batch y_1..y_B, and c(x, y) = ‖x − y‖:
+
+    f^c(y)     = min_j ( ‖x_j − y‖ − f(x_j) )                       the c-transform
+    f^{c,ε}(y) = −ε log mean_j exp((f(x_j) − ‖x_j − y‖)/ε)          --epsilon ε > 0 (→ f^c as ε → 0)
+    critic     max_f  mean_i f(x_i) + mean_i f^c(y_i)
+    generator  min_G  mean_i f^c(G(z_i))      (the gradient flows through ‖x_j* − G(z_i)‖ at the
+                                                minimising j*; f(x_j) does not depend on G)
+
+For every f, f(x) + f^c(y) ≤ ‖x − y‖, so the critic's value is a certified lower bound on the
+batches' exact W1 (their assignment problem), reached by the optimal dual potential: no Lipschitz
+constraint is needed. The entropic version sits in [f^c, f^c + ε log B], so its value may exceed
+the batch W1 by at most ε log B. Public code has the entropic sign backwards (it tends to −max).
+Optimiser and critic steps are those of the penalty scripts (Adam 1e-4, betas (0.5, 0.9), 5 steps)
+so that the comparison changes the constraint only.
+
+Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
+    python wgan_ct.py                              # the c-transform WGAN on the swiss roll
+    python wgan_ct.py --epsilon 0.01               # the entropic (c, ε)-transform
+    python wgan_ct.py --fixed-generator            # the critic alone against real + N(0, I)
+    python wgan_ct.py --iters 40 --dim 32 --eval-every 20      # a quick check on the CPU
+    python wgan_ct.py --resume runs/<run>/checkpoint.pt --iters 8000    # continue a run
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+import common
+from common import say
+
+SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
+N_EVAL = 1024  # points per evaluation: exact W1 at n = 1024 takes ~0.2 s on 2 cores
+N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
+RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
+
+
+# ---------------------------------------------------------------------------------- the method
+def c_transform(f_real: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+                epsilon: float = 0.0) -> torch.Tensor:
+    """The c-transform of the critic over the real batch, at each fake point; shape (M,).
+
+        ε = 0   f^c(y_i) = min_j ( ‖x_j − y_i‖ − f(x_j) )
+        ε > 0   f^{c,ε}(y_i) = −ε log mean_j exp((f(x_j) − ‖x_j − y_i‖)/ε)   (a soft minimum)
+
+    f_real: (B,) the critic's values at the real points; real: (B, ...), fake: (M, ...) of one
+    sample shape, any shape (the distance is over all non-batch dimensions). Differentiable in
+    f_real and in fake. f^{c,ε} lies in [f^c, f^c + ε log B].
+    """
+    if min(len(real), len(fake)) == 0 or real.shape[1:] != fake.shape[1:] \
+            or f_real.reshape(-1).shape[0] != len(real):
+        raise ValueError(f"need non-empty batches of one sample shape and one critic value per "
+                         f"real point, got real {tuple(real.shape)}, fake {tuple(fake.shape)}, "
+                         f"f_real {tuple(f_real.shape)}")
+    if not (epsilon >= 0 and math.isfinite(epsilon)):
+        raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon}")
+    dist = torch.cdist(real.flatten(1)[None], fake.flatten(1)[None],  # exact, not x² − 2xy + y²
+                       compute_mode="donot_use_mm_for_euclid_dist")[0]  # (B, M)
+    a = f_real.reshape(-1, 1) - dist  # f(x_j) − c(x_j, y_i)
+    top = a.max(dim=0).values
+    if epsilon == 0:
+        return -top
+    # −ε log mean_j exp(a_j/ε), shifted by the max so that a tiny ε cannot overflow
+    return -top - epsilon * (torch.logsumexp((a - top) / epsilon, dim=0) - math.log(len(real)))
+
+
+def minimiser_top_share(f_real, real, fake) -> torch.Tensor:
+    """Share of the fakes whose c-transform is attained at the most common real point: 1/B when
+    every fake has a minimiser of its own, 1 when one real point serves all (no host sync)."""
+    dist = torch.cdist(real.flatten(1)[None], fake.flatten(1)[None],
+                       compute_mode="donot_use_mm_for_euclid_dist")[0]
+    j = (dist - f_real.reshape(-1, 1)).argmin(dim=0)
+    return nn.functional.one_hot(j, len(real)).sum(0).max() / len(fake)
+
+
+def method_name(args) -> str:
+    kind = f"(c, ε)-transform, ε = {args.epsilon:g}" if args.epsilon > 0 else "c-transform"
+    return f"WGAN-CT, {kind}"
+
+
+# --------------------------------------------------------------------------------------- models
+def mlp(d_in: int, dim: int, d_out: int) -> nn.Sequential:
+    """Three hidden ReLU layers, as gan_toy.py's G and critic (no batch norm: the penalty is per
+    sample, and batch norm would couple the samples of a batch)."""
+    return nn.Sequential(nn.Linear(d_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
+                         nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, d_out))
+
+
+class Critic(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = mlp(2, dim, 1)
+
+    def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
+        return self.net(x).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------ arguments
+def build_parser() -> common.ArgumentParser:
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+    m = p.add_argument_group("method")
+    m.add_argument("--epsilon", type=common.number(float, 0), default=0.0,
+                   help="ε of the entropic (c, ε)-transform; 0 takes the exact minimum")
+    t = p.add_argument_group("training")
+    t.add_argument("--data", choices=common.DATASETS, default="swissroll", help="toy dataset")
+    t.add_argument("--iters", type=common.number(int, 1), default=5000,
+                   help="generator iterations")
+    t.add_argument("--n-critic", type=common.number(int, 1), default=5,
+                   help="critic steps per generator step")
+    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
+                   help="Adam learning rate (G and critic)")
+    t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
+                   default=[0.5, 0.9], help="Adam betas")
+    t.add_argument("--dim", type=common.number(int, 1), default=128,
+                   help="hidden width of G and critic (gan_toy.py: 512)")
+    t.add_argument("--fixed-generator", action="store_true",
+                   help="no generator: train the critic alone against fake = real + N(0, I)")
+    t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
+                   help="random seed")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    r.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
+    r.add_argument("--eval-every", type=common.number(int, 1), default=500,
+                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
+    r.add_argument("--out", default="runs", help="parent folder of the run folder")
+    r.add_argument("--resume", metavar="PATH",
+                   help="checkpoint.pt (or its run folder) to continue; may change only "
+                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
+    return p
+
+
+def step_bytes(args) -> int:
+    """A rough upper estimate of one training step's memory: weights with their gradients and
+    optimiser state, activations, and the B × B distances of the c-transform."""
+    return 4 * (16 * args.dim ** 2 + 48 * args.batch * args.dim + 8 * args.batch ** 2)
+
+
+# ------------------------------------------------------------------------------ training step
+def make_optimizers(G, D, args, capturable: bool):
+    """Adam for both, as in the WGAN-GP paper (lr 1e-4, betas (0.5, 0.9)). Capturable (the step
+    count lives on the GPU) only where a CUDA graph replays the update: eager runs skip its cost."""
+    kw = {"capturable": True} if capturable else {}
+    return (torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
+            torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
+
+
+def fake_batch(G, real, args, generator=None):
+    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
+    FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
+    z = torch.randn(real.shape, device=real.device, generator=generator)
+    return real + z if args.fixed_generator else G(z)
+
+
+def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
+    """One generator iteration: n_critic critic steps, then one generator step.
+
+    No host syncs inside (no .item(), no printing), so the same function runs eagerly or is
+    captured once into a CUDA graph and replayed. Returns the last critic step's loss, penalty
+    and batch estimate, and the generator loss, as one device tensor (STEP_COLUMNS).
+    """
+    device = next(D.parameters()).device
+    for _ in range(n_critic):
+        real = common.sample(args.data, args.batch, device)
+        with torch.no_grad():
+            fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
+        out_real = D(real)
+        value = out_real.mean() + c_transform(out_real, real, fake, args.epsilon).mean()
+        loss_d = -value  # max_f  mean f(x) + mean f^c(y)
+        opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+        loss_d.backward()
+        opt_d.step()
+    if args.fixed_generator:
+        loss_g = torch.zeros((), device=device)
+    else:
+        real = common.sample(args.data, args.batch, device)
+        with torch.no_grad():
+            out_real = D(real)  # f(x_j) does not depend on G
+        fake = G(torch.randn(args.batch, 2, device=device))
+        loss_g = c_transform(out_real, real, fake, args.epsilon).mean()  # mean f^c(G(z))
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
+        opt_g.step()
+    with torch.no_grad():
+        share = minimiser_top_share(out_real, real, fake)
+    return torch.stack([loss_d, share, value, loss_g]).detach()
+
+
+STEP_COLUMNS = ("loss_d", "minimiser_top_share", "estimate_batch", "loss_g")
+
+
+def critic_steps(args, it: int) -> int:
+    """Critic steps in generator iteration it (counted from 0)."""
+    return args.n_critic
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def evaluate(G, D, args, device, it: int) -> dict:
+    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, the
+    critic's value mean f + mean f^c against the exact W1 of the same points (on the last draw
+    and on one training-size batch: it must be below both), ‖∇f‖ on the data, and how many fakes
+    share one minimiser.
+
+    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
+    so a run stopped and resumed draws the same numbers as one that was not.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
+        w1s, floors = [], []
+        for _ in range(N_EVAL_DRAWS):
+            real = common.sample(args.data, N_EVAL, device)
+            with torch.no_grad():
+                fake = fake_batch(G, common.sample(args.data, N_EVAL, device), args)
+            if not torch.isfinite(fake).all():
+                raise common.Diverged("a generated sample")
+            w1s.append(common.w1(fake, real))
+            floors.append(common.w1(common.sample(args.data, N_EVAL, device), real))
+        with torch.no_grad():
+            f_r = D(real)
+            est = (f_r.mean() + c_transform(f_r, real, fake, args.epsilon).mean()).item()
+        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
+               "w1_floor": sum(floors) / len(floors), **(common.mode_stats(args.data, fake) or {})}
+        row.update(common.grad_norm_stats(D, real), estimate_over_w1=est / w1s[-1])  # on data
+        r, f = real[: args.batch], fake[: args.batch]
+        with torch.no_grad():
+            f_r = D(r)
+            row.update(value_batch=(f_r.mean() + c_transform(f_r, r, f, args.epsilon).mean())
+                       .item(), w1_batch=common.w1(f, r),
+                       minimiser_top_share=minimiser_top_share(f_r, r, f).item())
+        params = [p for p in D.parameters() if p.requires_grad]
+        f_r = D(r)
+        g = common.flat_grad(-(f_r.mean() + c_transform(f_r, r, f, args.epsilon).mean()), params)
+        row["grad_w_disc"] = g.norm().item()
+    return row
+
+
+def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) -> dict:
+    """Evaluate at iteration it, then write the critic figure, the checkpoint and a metrics row
+    and print a progress line. stats: the training step's means since the last evaluation."""
+    row = {"iter": it, **stats}
+    weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
+    if not (all(math.isfinite(row[k]) for k in STEP_COLUMNS) and torch.isfinite(weights).all()):
+        raise common.Diverged("a loss or a weight")
+    row.update(evaluate(G, D, args, device, it))
+    gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
+    real = common.sample(args.data, 512, device, generator=gen)
+    with torch.no_grad():
+        fake = fake_batch(G, common.sample(args.data, 512, device, generator=gen), args, gen)
+    common.plot_critic(D, real, fake, os.path.join(
+        run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
+        title=f"{method_name(args)} · {args.data} · iteration {it}")
+    common.save_checkpoint(run_dir, {
+        "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
+        "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
+    common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
+    modes = f" | {row['modes']}/{row['n_modes']} modes {100 * row['high_quality']:.0f}% hq" \
+        if "modes" in row else ""
+    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
+        f" top {100 * row['minimiser_top_share']:.0f}%"
+        f" | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
+        f" value {row['critic_estimate']:.3f}{modes} | {1000 / row['ms_per_iter']:.1f} it/s"
+        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    return row
+
+
+# ------------------------------------------------------------------------------------ run files
+def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
+    """Load a checkpoint's weights, optimiser and random states onto this run's device."""
+    G.load_state_dict(ckpt["G"])
+    D.load_state_dict(ckpt["D"])
+    common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
+    common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
+    common.restore_rng(ckpt, device)
+    return ckpt["iteration"]
+
+
+def parse(argv):
+    """The run's arguments (the checkpoint's on --resume), checkpoint and device, or a one-line
+    error and exit 2 before anything is written."""
+    common.robust_console()
+    parser = build_parser()
+    args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
+    try:
+        device = common.pick_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device {args.device!r}: {e}")
+    if step_bytes(args) > common.memory_of(device):
+        parser.error(f"--batch {args.batch} with --dim {args.dim} needs about "
+                     f"{step_bytes(args) / 2**30:.0f} GiB, more than the "
+                     f"{common.memory_of(device) / 2**30:.0f} GiB of {device}")
+    return args, ckpt, device
+
+
+# ------------------------------------------------------------------------------------ main loop
+def main(argv=None) -> int:
+    args, ckpt, device = parse(argv)
+    use_graph = device.type == "cuda" and not args.no_cuda_graph
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # streams and graphs are made on the current device
+    torch.manual_seed(args.seed)
+    G, D = mlp(2, args.dim, 2).to(device), Critic(args.dim).to(device)
+    opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
+    try:
+        run_dir, lock = common.open_run_dir(args.out, f"{SCRIPT}-{args.data}-s{args.seed}",
+                                           os.path.dirname(ckpt["path"]) if ckpt else None)
+    except ValueError as e:
+        build_parser().error(str(e))
+    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
+    logged = common.trim_metrics(os.path.join(run_dir, "metrics.csv"), start)
+    config = f"config-resume{start}.json" if ckpt else "config.json"
+    common.write_json(os.path.join(run_dir, config),
+                      {"script": SCRIPT, "args": vars(args), "method": method_name(args),
+                       "argv": sys.argv if argv is None else argv, "cuda_graph": use_graph,
+                       "versions": common.versions(device)})
+    say(f"[{SCRIPT}] {method_name(args)} · {args.data} · {args.iters} iterations on {device}"
+        f"{' (CUDA graph)' if use_graph else ''}\n[{SCRIPT}] run folder: {run_dir}")
+
+    step = functools.partial(train_step, G, D, opt_g, opt_d, args)
+    run_step = common.CudaGraphStep(step) if use_graph else step
+    stop, acc, t0 = common.StopSignal(), torch.zeros(len(STEP_COLUMNS), device=device), time.time()
+    it, last, mark, status, why = start, None, (start, time.time()), "finished", ""
+    try:
+        if start not in logged:
+            last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device,
+                                common.step_stats(STEP_COLUMNS, acc, 0, 0.0), final=False)
+            mark = (it, time.time())
+        while it < args.iters and not stop.signum:
+            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            it += 1
+            if it % args.eval_every == 0 or it == args.iters or stop.signum:
+                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], time.time() - mark[1])
+                last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats,
+                                    final=it == args.iters or bool(stop.signum))
+                acc.zero_()
+                mark = (it, time.time())
+        status = "interrupted" if stop.signum else "finished"
+    except common.Diverged as e:
+        status, why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
+    except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
+        if not isinstance(e, MemoryError) and "memory" not in str(e):
+            raise
+        status, why = "out_of_memory", f"out of memory (try a smaller --batch or --dim): " \
+            + str(e).strip().splitlines()[0]
+    finally:
+        stop.restore()
+    good = last["iter"] if last else start
+    if why:
+        say(f"[{SCRIPT}] stopped after iteration {good}: {why}. The last good checkpoint and "
+            f"figures (iteration {good}) are kept in {run_dir}", err=True)
+    else:
+        common.plot_curves(os.path.join(run_dir, "metrics.csv"),
+                           os.path.join(run_dir, "curves.png"), title=method_name(args),
+                           estimate_label="critic value mean f + mean f^c (≤ W1)")
+    if status == "interrupted":
+        say(f"[{SCRIPT}] interrupted at iteration {it}: checkpoint and figures written; "
+            f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}")
+    common.write_json(os.path.join(run_dir, "summary.json"), {
+        "status": status, "iteration": good, "wall_time_s": time.time() - t0, "run_dir": run_dir,
+        "method": method_name(args), "data": args.data, "final": last})
+    say(f"[{SCRIPT}] {status} in {common.fmt_time(time.time() - t0)} · run folder: {run_dir}")
+    lock.close()
+    return {"finished": 0, "diverged": 1, "out_of_memory": 1}.get(status, 128 + (stop.signum or 2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
