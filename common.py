@@ -157,6 +157,26 @@ def w1_floor(name: str, n: int, generator: torch.Generator | None = None) -> flo
     return w1(sample(name, n, generator=generator), sample(name, n, generator=generator))
 
 
+def nn_ratio(fake, real) -> float:
+    """Median distance from each generated point to its nearest other generated point, over the
+    same for the real points (equal sizes). About 1 for a generator that samples the data; near 0
+    for one that collapsed onto a few points (or copies), whatever its minibatch W1 says: a set of
+    n collapsed points can be as close to n real points as other real points are
+    (benchmarks/batch_w1.py)."""
+    def median_nn(x):
+        x = torch.as_tensor(_as_numpy(x, "samples"))
+        d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+        d.fill_diagonal_(float("inf"))
+        return d.min(dim=1).values.median().item()
+    return median_nn(fake) / max(median_nn(real), 1e-300)
+
+
+def sample_stats(name: str, fake, real) -> dict:
+    """What the exact W1 cannot see on its own: mode statistics on the mixtures (mode_stats) and
+    the collapse check nn_ratio on every dataset."""
+    return {**(mode_stats(name, fake) or {}), "nn_ratio": nn_ratio(fake, real)}
+
+
 def mode_stats(name: str, samples) -> dict | None:
     """Modes captured and share of high-quality samples for the mixtures; None for swissroll.
 
@@ -250,7 +270,7 @@ def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
         ax.set_yticks([])
         ax.set_title(name, fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(title, fontsize=12 if ncols >= 3 else 8, wrap=True)
     return _save(fig, path)
 
 

@@ -35,12 +35,9 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 """
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -295,7 +292,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **(common.mode_stats(args.data, fake) or {})}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
         row.update(common.grad_norm_stats(D, perturb(real, args.perturb, args.perturb_scale)))
         row["grad_norm_fake_mean"] = common.grad_norm_stats(D, fake)["grad_norm_mean"]
         # Does the penalty pull against the discrimination term? Weight gradients of both parts.
@@ -416,7 +413,7 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
         if not isinstance(e, MemoryError) and "memory" not in str(e):
             raise
-        status, why = "out_of_memory", f"out of memory (try a smaller --batch or --dim): " \
+        status, why = "out_of_memory", "out of memory (try a smaller --batch or --dim): " \
             + str(e).strip().splitlines()[0]
     finally:
         stop.restore()

@@ -33,12 +33,9 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 """
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -257,7 +254,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **(common.mode_stats(args.data, fake) or {})}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
         with torch.no_grad():
             L = pair_quotients(D, real, fake, args.pairs)
         row.update(quotient_mean=L.mean().item(), quotient_max=L.max().item(),
@@ -379,7 +376,7 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
         if not isinstance(e, MemoryError) and "memory" not in str(e):
             raise
-        status, why = "out_of_memory", f"out of memory (try a smaller --batch or --dim): " \
+        status, why = "out_of_memory", "out of memory (try a smaller --batch or --dim): " \
             + str(e).strip().splitlines()[0]
     finally:
         stop.restore()

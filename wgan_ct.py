@@ -28,12 +28,9 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 """
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -234,7 +231,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
             f_r = D(real)
             est = (f_r.mean() + c_transform(f_r, real, fake, args.epsilon).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **(common.mode_stats(args.data, fake) or {})}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
         row.update(common.grad_norm_stats(D, real), estimate_over_w1=est / w1s[-1])  # on data
         r, f = real[: args.batch], fake[: args.batch]
         with torch.no_grad():
@@ -354,7 +351,7 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
         if not isinstance(e, MemoryError) and "memory" not in str(e):
             raise
-        status, why = "out_of_memory", f"out of memory (try a smaller --batch or --dim): " \
+        status, why = "out_of_memory", "out of memory (try a smaller --batch or --dim): " \
             + str(e).strip().splitlines()[0]
     finally:
         stop.restore()

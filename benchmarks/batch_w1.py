@@ -12,8 +12,11 @@ the real sample to:
                 distance?"; Stanczuk et al. 2021, arXiv:2103.01678, saw c-transform samples look
                 like such centroids)
     centres     for the mixtures, the component centres repeated in proportion
+    ... drawn   n i.i.d. draws from such a set: what a generator collapsed onto it would produce
 If a collapsed set scores below the floor, "W1 ≤ 1.5 × floor" alone cannot tell a converged
-generator from a collapsed one: a minibatch W1 has false minima.
+generator from a collapsed one: a minibatch W1 has false minima. The nn ratio (common.nn_ratio:
+median nearest-neighbour distance among the n points over that among n real points) is printed
+beside each: about 1 for real samples, near 0 for a collapsed generator.
 
     python benchmarks/batch_w1.py                          # 3 datasets × n ∈ {64, 256, 1024}
     python benchmarks/batch_w1.py --ns 64 256 --draws 10 --out results
@@ -77,33 +80,51 @@ def main(argv=None):
     if a.out is not None and (not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out))):
         p.error(f"--out {a.out!r} must name a folder")
     rows, t0 = [], time.time()
-    print("| data | n | floor W1(real, real′) | mean ×n | OT-means | centres | "
-          "best collapsed / floor |\n|---|---|---|---|---|---|---|", flush=True)
+    lines = ["| data | n | floor W1(real, real′) | mean ×n | OT-means | OT-means drawn | centres | "
+          "centres drawn | best collapsed / floor |", "|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     for name in a.data:
         for n in a.ns:
             sets = collapsed_sets(name, n, seed=n)
             gen = torch.Generator().manual_seed(n)
-            vals = {k: [] for k in ["floor", *sets]}
+            vals = {k: [] for k in ["floor", *sets, *(f"{k} drawn" for k in sets)]}
+            nn = {k: [] for k in vals}
             for _ in range(a.draws):
                 real = common.sample(name, n, generator=gen)
-                vals["floor"].append(common.w1(common.sample(name, n, generator=gen), real))
+                other = common.sample(name, n, generator=gen)
+                vals["floor"].append(common.w1(other, real))
+                nn["floor"].append(common.nn_ratio(other, real))
                 for k, pts in sets.items():
-                    vals[k].append(common.w1(pts, real))
+                    drawn = pts[torch.randint(0, n, (n,), generator=gen).numpy()]
+                    for key, x in ((k, pts), (f"{k} drawn", drawn)):
+                        vals[key].append(common.w1(x, real))
+                        nn[key].append(common.nn_ratio(x, real))
             row = {"data": name, "n": n, "draws": a.draws}
             for k, v in vals.items():
                 row[f"{k}_mean"], row[f"{k}_sd"] = statistics.mean(v), statistics.stdev(v)
+                row[f"{k}_nn_ratio"] = statistics.mean(nn[k])
             row["best_collapsed_over_floor"] = min(
-                row[f"{k}_mean"] for k in sets) / row["floor_mean"]
+                row[f"{k}_mean"] for k in vals if k != "floor") / row["floor_mean"]
             rows.append(row)
 
             def cell(k):
-                return f"{row[k + '_mean']:.4f} ± {row[k + '_sd']:.4f}" if k + "_mean" in row \
-                    else "–"
-            print(f"| {name} | {n} | {cell('floor')} | {cell('mean')} | {cell('ot-means')} | "
-                  f"{cell('centres')} | {row['best_collapsed_over_floor']:.2f} |", flush=True)
-    print(f"({a.draws} draws per cell, mean ± sd; {time.time() - t0:.0f} s)")
+                if k + "_mean" not in row:
+                    return "–"
+                return (f"{row[k + '_mean']:.4f} ± {row[k + '_sd']:.4f} "
+                        f"(nn {row[k + '_nn_ratio']:.2f})")
+            lines.append(f"| {name} | {n} | {cell('floor')} | {cell('mean')} | "
+                         f"{cell('ot-means')} | {cell('ot-means drawn')} | {cell('centres')} | "
+                         f"{cell('centres drawn')} | {row['best_collapsed_over_floor']:.2f} |")
+            print(lines[-1], flush=True)
+    lines.append(f"\nExact W1 to n real points, mean ± sd over {a.draws} draws, with the nn ratio "
+                 f"(about 1: spread like the data; near 0: collapsed); "
+                 f"{time.time() - t0:.0f} s. Command: `python benchmarks/batch_w1.py "
+                 f"{' '.join(sys.argv[1:] if argv is None else argv)}`")
+    print(lines[-1])
     if a.out:
         write(rows, a, time.time() - t0)
+        with open(os.path.join(a.out, "batch_w1.md"), "w") as fh:
+            fh.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -123,20 +144,23 @@ def write(rows, a, seconds):
         rs = [r for r in rows if r["data"] == name]
         ns = [r["n"] for r in rs]
         for k, style in (("floor", "k-o"), ("mean", "C3--s"), ("ot-means", "C0-^"),
-                         ("centres", "C2:d")):
+                         ("ot-means drawn", "C0:v"), ("centres", "C2-d"),
+                         ("centres drawn", "C2:d")):
             if f"{k}_mean" in rs[0]:
                 ax.errorbar(ns, [r[f"{k}_mean"] for r in rs], [r[f"{k}_sd"] for r in rs],
                             fmt=style, ms=4, capsize=2,
                             label={"floor": "real′ (the floor)", "mean": "n × data mean",
                                    "ot-means": "OT-means, n points",
-                                   "centres": "mixture centres"}[k])
+                                   "ot-means drawn": "n draws from OT-means",
+                                   "centres": "mixture centres in proportion",
+                                   "centres drawn": "n draws from the centres"}[k])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n (points in each sample)")
         ax.set_ylabel("exact W1 to n real points")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("minibatch W1: a real sample against collapsed point sets", fontsize=11)
     common._save(fig, os.path.join(a.out, "batch_w1.png"))
     print(f"wrote {os.path.join(a.out, 'batch_w1.csv')} and batch_w1.png "

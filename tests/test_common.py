@@ -283,3 +283,17 @@ def test_plot_curves_writes_png(name, tmp_path):
         rows.append(r)
     path = common.plot_curves(rows, str(tmp_path / "curves.png"), title=name)
     assert (tmp_path / "curves.png").stat().st_size > 20_000 and path.endswith("curves.png")
+
+
+@pytest.mark.parametrize("name", common.DATASETS)
+def test_nn_ratio_tells_a_sampler_from_a_collapsed_generator(name):
+    """Real against real: about 1. A generator collapsed onto 64 points (drawn with repeats):
+    near 0, although such a set can have a minibatch W1 below the noise floor."""
+    g = _gen(7)
+    real, other = common.sample(name, 1024, generator=g), common.sample(name, 1024, generator=g)
+    assert 0.8 < common.nn_ratio(other, real) < 1.25
+    atoms = common.sample(name, 64, generator=g)
+    collapsed = atoms[torch.randint(0, 64, (1024,), generator=g)]
+    assert common.nn_ratio(collapsed, real) < 0.05
+    stats = common.sample_stats(name, other, real)
+    assert "nn_ratio" in stats and (("modes" in stats) == (name != "swissroll"))

@@ -97,3 +97,33 @@ def test_out_file_and_repeated_seeds(tmp_path, capsys):
     assert a.seeds == [0, 1] and a.mixture_seeds == [2]
     keys = [r[0] for r in compare.plan(a)]
     assert len(keys) == len(set(keys))
+
+
+def test_converged_needs_more_than_a_small_w1():
+    good = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09, "nn_ratio": 0.97}}
+    assert compare.converged(good)
+    collapsed = {"status": "finished", "final": {"w1": 0.08, "w1_floor": 0.09, "nn_ratio": 0.01}}
+    assert not compare.converged(collapsed)
+    dropped = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09, "nn_ratio": 1.0,
+                                               "modes": 7, "n_modes": 8}}
+    assert not compare.converged(dropped)
+    far = {"status": "finished", "final": {"w1": 0.2, "w1_floor": 0.09, "nn_ratio": 1.0}}
+    assert not compare.converged(far)
+    old = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09}}  # before nn_ratio
+    assert compare.converged(old) and not compare.converged({**old, "status": "diverged"})
+
+
+def test_batch_w1_study_runs_and_separates_collapse(tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "benchmarks"))
+    import batch_w1
+    out = str(tmp_path / "bw")
+    assert batch_w1.main(["--data", "8gaussians", "swissroll", "--ns", "32", "64", "--draws", "3",
+                          "--out", out]) == 0
+    rows = list(csv.DictReader(open(os.path.join(out, "batch_w1.csv"))))
+    assert [(r["data"], r["n"]) for r in rows] == [("8gaussians", "32"), ("8gaussians", "64"),
+                                                   ("swissroll", "32"), ("swissroll", "64")]
+    for r in rows:
+        assert float(r["floor_nn_ratio"]) > 0.6 and float(r["ot-means drawn_nn_ratio"]) < 0.3
+        assert float(r["mean_mean"]) > float(r["floor_mean"])  # one point is far from the data
+    assert os.path.getsize(os.path.join(out, "batch_w1.png")) > 10_000

@@ -3,7 +3,6 @@ divergence in the samples, out of memory, SIGTERM, broken pipes, odd consoles, d
 checkpoints, resumes after a crash at the worst moment. Every script, the same behaviour.
 """
 import csv
-import glob
 import importlib
 import json
 import os

@@ -59,7 +59,7 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
         assert os.path.getsize(os.path.join(d, f)) > 0, f
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     assert [int(r["iter"]) for r in rows] == [0, 3, 6]
-    need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "grad_norm_mean",
+    need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "nn_ratio", "grad_norm_mean",
             "grad_norm_max", "grad_share_above_1", "grad_w_disc", "ms_per_iter"}
     # what the constraint logs: a penalty and its weight gradient, or the clipping diagnostics
     need |= {"wgan_clip": {"clipped_share", "lipschitz_bound", "k_times_w1", "estimate_over_w1",
