@@ -717,7 +717,7 @@ def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
     for group in opt.param_groups:
         group["capturable"] = capturable
     for st in opt.state.values():  # a capturable step count lives beside the weights
-        if "step" in st:  # a tensor, or on older torch (RMSprop before 2.4) a Python number
+        if capturable or torch.is_tensor(st.get("step")):  # older RMSprop keeps a Python int
             st["step"] = torch.as_tensor(st["step"], dtype=torch.float32).to(
                 device if capturable else "cpu")
 

@@ -220,7 +220,7 @@ def test_resume_a_checkpoint_written_for_a_cuda_graph_on_the_cpu(script, tmp_pat
         for g in ck[key]["param_groups"]:
             g["capturable"] = True
         for st in ck[key]["state"].values():
-            st["step"] = st["step"].reshape(()).float()
+            st["step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(())
     torch.save(ck, path)
     code, cap = run_main(script, ["--resume", d, "--iters", "4", "--device", "cpu"], capsys)
     assert code == 0, cap.err

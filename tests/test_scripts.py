@@ -177,7 +177,8 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
     for x, y in ((ga, gb), (da_, db_)):
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
     for k in oa:
-        assert all(torch.equal(oa[k][n], ob[k][n]) for n in oa[k])
+        assert all(torch.equal(torch.as_tensor(oa[k][n]), torch.as_tensor(ob[k][n]))
+                   for n in oa[k])
     rows = list(csv.DictReader(open(os.path.join(db, "metrics.csv"))))
     assert [int(r["iter"]) for r in rows] == [0, 5, 7, 10, 12]
     # resuming may not change the method
