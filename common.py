@@ -177,6 +177,42 @@ def sample_stats(name: str, fake, real) -> dict:
     return {**(mode_stats(name, fake) or {}), "nn_ratio": nn_ratio(fake, real)}
 
 
+def distance_to_data(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Distance from each point of x (N, 2) to the noiseless data: the swiss roll's curve
+    (t cos t, t sin t)/7.5, t ∈ [1.5π, 4.5π], resolved to 1e-3, or the nearest mixture centre."""
+    _check_name(name)
+    if name == "swissroll":
+        t = torch.linspace(1.5 * math.pi, 4.5 * math.pi, 20_000, dtype=torch.float64)
+        ref = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / _SCALE[name]
+    else:
+        ref = torch.as_tensor(centres(name))
+    x = x.detach().to("cpu", torch.float64)
+    return torch.cdist(x, ref, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+
+
+BAND = 0.25  # the band around the data where distance_stats compares f with −d
+
+
+def distance_stats(name: str, critic, device, n: int = 4096) -> dict:
+    """Is the critic a distance to the data? On n fixed points spread over [-2.5, 2.5]²:
+    the Pearson correlation of f with −d (d = distance_to_data) among the points within BAND of
+    the data, and the mean ‖∇f‖ inside and outside that band. A critic that learned the
+    distance (an Eikonal solution, ‖∇f‖ = 1) has correlation near 1 and ‖∇f‖ ≈ 1 everywhere."""
+    g = torch.Generator().manual_seed(1234)
+    x = (torch.rand(n, 2, generator=g) * 5 - 2.5).to(device)
+    d = distance_to_data(name, x)
+    with torch.enable_grad():
+        xr = x.clone().requires_grad_(True)
+        f = critic(xr).reshape(-1)
+        (grad,) = torch.autograd.grad(f.sum(), xr)
+    f, gn = f.detach().cpu().double(), grad.norm(dim=1).cpu().double()
+    inside = d <= BAND
+    fi, di = f[inside] - f[inside].mean(), -d[inside] + d[inside].mean()
+    corr = (fi * di).sum() / (fi.norm() * di.norm()).clamp(min=1e-300)
+    return {"dist_corr": corr.item(), "grad_norm_in_band": gn[inside].mean().item(),
+            "grad_norm_out_band": gn[~inside].mean().item()}
+
+
 def mode_stats(name: str, samples) -> dict | None:
     """Modes captured and share of high-quality samples for the mixtures; None for swissroll.
 
@@ -201,7 +237,7 @@ def mode_stats(name: str, samples) -> dict | None:
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
-REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated, as in the blog posts
+REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated, as the blog
 GRID_EXTENT, GRID_SIZE = 3.0, 128
 
 
@@ -247,8 +283,8 @@ def _draw_levels(ax, X, Y, F, real, fake):
 
 def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
                      extent: float = GRID_EXTENT) -> str:
-    """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels is a list of
-    (panel title, critic, real, fake); each panel shows level sets and samples."""
+    """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels
+    is a list of (panel title, critic, real, fake); each panel shows level sets and samples."""
     n = len(panels)
     if n == 0:
         raise ValueError("no panels to draw")

@@ -54,22 +54,33 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume 
 
 
 # ---------------------------------------------------------------------------------- the method
-PERTURBATIONS = ("paper", "normal", "none")
+PERTURBATIONS = ("paper", "normal", "none", "toward-fake", "interpolate")
 
 
-def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None) -> torch.Tensor:
+def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None,
+            fake: torch.Tensor | None = None) -> torch.Tensor:
     """Points near the real data where DRAGAN's penalty is taken; real: (N, ...), any shape.
 
-        paper   x_p = x + C·std(x)·u, u ~ U[0, 1) per element, std over the whole batch (one
-                number, population std as numpy's), C = scale or 0.5;
-                x̂ = x + α(x_p − x), one α ~ U[0, 1] per sample       (DRAGAN's code)
-        normal  x̂ = x + s·std₀(x)·ε, std₀ per feature over the batch, ε ~ N(0, I), s = scale
-                or 0.25, no α                                        (the 2017-05-29 post)
-        none    x̂ = x                                                (PRODGAN)
+        paper        x_p = x + C·std(x)·u, u ~ U[0, 1) per element, std over the whole batch
+                     (one number, population std as numpy's), C = scale or 0.5;
+                     x̂ = x + α(x_p − x), one α ~ U[0, 1] per sample  (DRAGAN's code)
+        normal       x̂ = x + s·std₀(x)·ε, std₀ per feature over the batch, ε ~ N(0, I),
+                     s = scale or 0.25, no α                         (the 2017-05-29 post)
+        none         x̂ = x                                           (PRODGAN)
+        toward-fake  x̂ = x + δ(x_f − x), δ = scale or 0.1: a fake deliberately close to the
+                     real point (the 2017-05-29 post's "things to do"); needs `fake`
+        interpolate  x̂ = x + t(x_f − x), one t ~ U[0, 1] per sample: WGAN-GP's points
     """
     real = real.detach()
     if kind == "none":
         return real
+    if kind in ("toward-fake", "interpolate"):
+        if fake is None or fake.shape != real.shape:
+            raise ValueError(f"perturb {kind!r} needs a fake batch of the real batch's shape")
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        delta = (0.1 if scale is None else scale) if kind == "toward-fake" else \
+            torch.rand(shape, device=real.device, dtype=real.dtype)
+        return real + delta * (fake.detach() - real)
     if kind == "paper":
         c = 0.5 if scale is None else scale
         x_p = real + c * real.std(correction=0) * torch.rand_like(real)
@@ -83,12 +94,13 @@ def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None)
 
 
 def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: bool = False,
-                   scale: float | None = None, eps: float = 1e-12) -> torch.Tensor:
+                   scale: float | None = None, eps: float = 1e-12,
+                   fake: torch.Tensor | None = None) -> torch.Tensor:
     """DRAGAN's gradient penalty R near the real data, without λ.
 
         two-sided  R = mean[(‖∇f(x̂)‖₂ − 1)²]          (Kodali et al. 2017)
         one-sided  R = mean[max(‖∇f(x̂)‖₂ − 1, 0)²]
-        x̂ = perturb(real, kind, scale)                 (the fake samples play no part)
+        x̂ = perturb(real, kind, scale, fake)           (fakes only for toward-fake, interpolate)
 
     critic: any callable mapping (N, ...) to (N,) or (N, 1); real: (N, ...), any sample shape.
     The norm is over all non-batch dimensions, ‖g‖ = sqrt(Σg² + eps) keeps the penalty's
@@ -98,7 +110,7 @@ def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: b
     if real.shape[0] == 0:
         raise ValueError("real must be a non-empty batch")
     with torch.enable_grad():  # the penalty is a gradient: it needs autograd even in no_grad code
-        x_hat = perturb(real, kind, scale).detach().requires_grad_(True)
+        x_hat = perturb(real, kind, scale, fake).detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
         gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
@@ -141,9 +153,11 @@ def estimate_label(args) -> str:
 
 
 def method_name(args) -> str:
-    name = {"paper": "DRAGAN", "normal": "DRAGAN (normal noise)", "none": "PRODGAN"}[args.perturb]
+    name = {"paper": "DRAGAN", "normal": "DRAGAN (normal noise)", "none": "PRODGAN",
+            "toward-fake": "penalty toward the fakes", "interpolate": "penalty on interpolates"}
     side = ", one-sided" if args.one_sided else ""
-    return f"{name}{side}, {args.loss.upper()} loss, λ = {args.lam:g}"
+    lp = f" + one-sided GP λ = {args.lp_lambda:g}" if args.lp_lambda else ""
+    return f"{name[args.perturb]}{side}, {args.loss.upper()} loss, λ = {args.lam:g}{lp}"
 
 
 # --------------------------------------------------------------------------------------- models
@@ -173,8 +187,10 @@ def build_parser() -> common.ArgumentParser:
                    help="where the penalty is taken: paper (DRAGAN's code), normal (the blog's "
                         "fix), none (PRODGAN: on the real data)")
     m.add_argument("--perturb-scale", type=common.number(float, 0), default=None,
-                   help="C of --perturb paper (default 0.5) or the factor of --perturb normal "
-                        "(default 0.25)")
+                   help="C of --perturb paper (default 0.5), the factor of --perturb normal "
+                        "(default 0.25), or δ of --perturb toward-fake (default 0.1)")
+    m.add_argument("--lp-lambda", type=common.number(float, 0), default=0.0,
+                   help="add WGAN-LP's one-sided penalty on real–fake interpolates, this weight")
     m.add_argument("--one-sided", action="store_true",
                    help="penalise only ‖∇f‖ > 1 at the same points")
     m.add_argument("--loss", choices=("gan", "wgan"), default="gan",
@@ -246,8 +262,11 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
             fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
         out_real, out_fake = D(real), D(fake)
         f_real, f_fake = out_real.mean(), out_fake.mean()
-        pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale)
+        pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale, fake=fake)
         loss_d = critic_loss(out_real, out_fake, args.loss) + args.lam * pen
+        if args.lp_lambda > 0:  # DRAGAN's penalty plus WGAN-LP's, each with its own λ
+            loss_d = loss_d + args.lp_lambda * dragan_penalty(D, real, "interpolate", True,
+                                                              fake=fake)
         opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
         loss_d.backward()
         opt_d.step()
@@ -292,15 +311,20 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
-        row.update(common.grad_norm_stats(D, perturb(real, args.perturb, args.perturb_scale)))
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
+        row.update(common.grad_norm_stats(D, perturb(real, args.perturb, args.perturb_scale,
+                                                     fake)))
         row["grad_norm_fake_mean"] = common.grad_norm_stats(D, fake)["grad_norm_mean"]
         # Does the penalty pull against the discrimination term? Weight gradients of both parts.
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(critic_loss(D(r), D(f), args.loss), params)
-        g_pen = common.flat_grad(args.lam * dragan_penalty(
-            D, r, args.perturb, args.one_sided, args.perturb_scale), params)
+        pen = args.lam * dragan_penalty(D, r, args.perturb, args.one_sided, args.perturb_scale,
+                                        fake=f)
+        if args.lp_lambda > 0:
+            pen = pen + args.lp_lambda * dragan_penalty(D, r, "interpolate", True, fake=f)
+        g_pen = common.flat_grad(pen, params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
                    cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
     return row

@@ -254,7 +254,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
         with torch.no_grad():
             L = pair_quotients(D, real, fake, args.pairs)
         row.update(quotient_mean=L.mean().item(), quotient_max=L.max().item(),

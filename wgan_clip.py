@@ -218,7 +218,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
         t = torch.rand(N_EVAL, 1, device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
         k = lipschitz_bound(D).item()

@@ -231,7 +231,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
             f_r = D(real)
             est = (f_r.mean() + c_transform(f_r, real, fake, args.epsilon).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
         row.update(common.grad_norm_stats(D, real), estimate_over_w1=est / w1s[-1])  # on data
         r, f = real[: args.batch], fake[: args.batch]
         with torch.no_grad():

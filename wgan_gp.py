@@ -72,9 +72,20 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
         return gap.pow(2).mean()
 
 
+def lambda_at(args, progress):
+    """λ, or with --lambda-from the geometric ramp λ₀·(λ/λ₀)^progress, progress ∈ [0, 1] the
+    share of the run done: a penalty that tightens as the critic converges. progress may be a
+    device tensor (the critic's step count), so that a CUDA graph replays the ramp instead of
+    freezing the λ it saw at capture."""
+    if args.lambda_from is None:
+        return args.lam
+    return args.lambda_from * (args.lam / args.lambda_from) ** progress.clamp(0, 1)
+
+
 def method_name(args) -> str:
     side = "one-sided (WGAN-LP)" if args.one_sided else "two-sided"
-    return f"WGAN-GP {side}, λ = {args.lam:g}"
+    ramp = f"{args.lambda_from:g} → " if args.lambda_from is not None else ""
+    return f"WGAN-GP {side}, λ = {ramp}{args.lam:g}"
 
 
 # --------------------------------------------------------------------------------------- models
@@ -102,6 +113,8 @@ def build_parser() -> common.ArgumentParser:
                    help="penalty weight λ (the paper's 10; gan_toy.py uses 0.1)")
     m.add_argument("--one-sided", action="store_true",
                    help="penalise only ‖∇f‖ > 1 (WGAN-LP) instead of any ‖∇f‖ ≠ 1")
+    m.add_argument("--lambda-from", type=common.number(float, 0, lo_ok=False), default=None,
+                   help="let λ grow geometrically from this value to --lambda over the run")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll", help="toy dataset")
     t.add_argument("--iters", type=common.number(int, 1), default=5000,
@@ -162,13 +175,16 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     and batch estimate, and the generator loss, as one device tensor (STEP_COLUMNS).
     """
     device = next(D.parameters()).device
+    p0 = opt_d.param_groups[0]["params"][0]  # its step count: critic steps taken so far
+    done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros((), device=device)
+    lam = lambda_at(args, done.to(device) / (args.iters * args.n_critic))
     for _ in range(n_critic):
         real = common.sample(args.data, args.batch, device)
         with torch.no_grad():
             fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
         f_real, f_fake = D(real).mean(), D(fake).mean()
         pen = gradient_penalty(D, real, fake, one_sided=args.one_sided)
-        loss_d = f_fake - f_real + args.lam * pen  # E f(fake) − E f(real) + λR
+        loss_d = f_fake - f_real + lam * pen  # E f(fake) − E f(real) + λR
         opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
         loss_d.backward()
         opt_d.step()
@@ -179,10 +195,11 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
         opt_g.step()
-    return torch.stack([loss_d, pen, f_real - f_fake, loss_g]).detach()
+    lam = torch.as_tensor(lam, device=device, dtype=loss_d.dtype)
+    return torch.stack([loss_d, pen, f_real - f_fake, loss_g, lam]).detach()
 
 
-STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g")
+STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g", "lambda")
 
 
 def critic_steps(args, it: int) -> int:
@@ -212,14 +229,16 @@ def evaluate(G, D, args, device, it: int) -> dict:
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real)}
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
         t = torch.rand(N_EVAL, 1, device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
         # Does the penalty pull against the discrimination term? Weight gradients of both parts.
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(D(f).mean() - D(r).mean(), params)
-        g_pen = common.flat_grad(args.lam * gradient_penalty(D, r, f, args.one_sided), params)
+        lam = lambda_at(args, torch.tensor(it / args.iters))
+        g_pen = common.flat_grad(lam * gradient_penalty(D, r, f, args.one_sided), params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
                    cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
     return row

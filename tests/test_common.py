@@ -297,3 +297,24 @@ def test_nn_ratio_tells_a_sampler_from_a_collapsed_generator(name):
     assert common.nn_ratio(collapsed, real) < 0.05
     stats = common.sample_stats(name, other, real)
     assert "nn_ratio" in stats and (("modes" in stats) == (name != "swissroll"))
+
+
+@pytest.mark.parametrize("name", common.DATASETS)
+def test_distance_stats_recognise_the_distance_itself(name):
+    """f = −d (the distance to the noiseless data, an Eikonal solution): correlation 1 with −d
+    and ‖∇f‖ = 1 in and out of the band; a linear critic is not distance-like."""
+    t = torch.linspace(1.5 * math.pi, 4.5 * math.pi, 20_000, dtype=torch.float64)
+    ref = (torch.stack([t * torch.cos(t), t * torch.sin(t)], 1) / 7.5 if name == "swissroll"
+           else torch.as_tensor(common.centres(name)))
+
+    def minus_d(x):
+        return -torch.cdist(x.double(), ref).min(dim=1).values
+
+    st_ = common.distance_stats(name, minus_d, "cpu")
+    assert st_["dist_corr"] > 0.999
+    assert st_["grad_norm_in_band"] == pytest.approx(1, abs=1e-6)
+    assert st_["grad_norm_out_band"] == pytest.approx(1, abs=1e-6)
+    lin = common.distance_stats(name, lambda x: x[:, 0] * 3, "cpu")
+    assert abs(lin["dist_corr"]) < 0.5 and lin["grad_norm_in_band"] == pytest.approx(3)
+    x = common.sample(name, 500, generator=_gen(3))
+    assert common.distance_to_data(name, x).max() < 4 * 0.25 / 7.5 + 0.01  # within noise

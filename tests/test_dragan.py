@@ -143,3 +143,28 @@ def test_loss_dependent_defaults(argv, n_critic, iters):
     args = dragan.build_parser().parse_args(argv)
     dragan.fill_loss_defaults(args)
     assert (args.n_critic, args.iters) == (n_critic, iters)
+
+
+@given(seeds, st.floats(0.0, 1.0))
+def test_toward_fake_and_interpolate_points(seed, delta):
+    """toward-fake: x̂ = x + δ(x_f − x) exactly; interpolate: on the segment [x, x_f]."""
+    g = torch.Generator().manual_seed(seed)
+    real, fake = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g) + 2
+    torch.testing.assert_close(perturb(real, "toward-fake", delta, fake),
+                               real + delta * (fake - real))
+    x = perturb(real, "interpolate", fake=fake)
+    t = ((x - real) * (fake - real)).sum(1) / ((fake - real) ** 2).sum(1)
+    assert ((t >= 0) & (t <= 1)).all()
+    torch.testing.assert_close(x, real + t[:, None] * (fake - real))
+    with pytest.raises(ValueError, match="fake"):
+        perturb(real, "toward-fake")
+
+
+@given(seeds, st.floats(0.0, 3.0))
+def test_penalty_toward_fake_on_a_linear_critic(seed, r):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(3, generator=g, dtype=torch.float64)
+    a = a / a.norm() * r
+    real = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    R = dragan_penalty(lambda p: p @ a, real, "toward-fake", fake=real + 1, one_sided=True)
+    assert R.item() == pytest.approx(max(r - 1, 0) ** 2, abs=3e-6)

@@ -229,6 +229,8 @@ def test_help_documents_every_flag(script):
 GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
     ("wgan_gp", ["--one-sided", "--fixed-generator"]), ("slogan", ["--pairs", "all"]),
     ("dragan", ["--perturb", "normal"]), ("dragan", ["--perturb", "none", "--loss", "wgan"]),
+    ("dragan", ["--perturb", "toward-fake", "--lp-lambda", "1"]),
+    ("wgan_gp", ["--lambda-from", "0.1"]),  # the λ ramp must follow the replays
     ("wgan_clip", ["--warmup-schedule-on"]), ("wgan_ct", ["--epsilon", "0.05"])]  # the 100- and 5-step iterations: two graphs
 
 
@@ -267,6 +269,9 @@ VARIANTS = [
     ("dragan", ["--one-sided", "--perturb-scale", "1.0"]),
     ("wgan_clip", ["--clip", "0.05"]),
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator", "--epsilon", "0.5"]),
+    ("wgan_gp", ["--lambda-from", "0.1"]),
+    ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--perturb-scale", "0.05"]),
+    ("dragan", ["--loss", "wgan", "--lp-lambda", "10"]),
 ]
 
 

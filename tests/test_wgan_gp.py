@@ -120,3 +120,33 @@ def test_penalty_does_not_train_the_generator():
     R = gradient_penalty(lambda x: w * (x ** 2).sum(1), torch.randn(16, 2), 2 * z)
     R.backward()
     assert z.grad is None and w.grad is not None and w.grad != 0
+
+
+@given(st.floats(0.01, 1.0), st.floats(1.0, 100.0), st.floats(0.0, 1.0))
+def test_lambda_ramp_is_geometric_from_start_to_end(lam0, lam1, progress):
+    import argparse
+    from wgan_gp import lambda_at
+    args = argparse.Namespace(lam=lam1, lambda_from=lam0)
+    got = lambda_at(args, torch.tensor(progress, dtype=torch.float64)).item()
+    assert got == pytest.approx(lam0 * (lam1 / lam0) ** progress, rel=1e-9)
+    assert lambda_at(args, torch.tensor(2.0)).item() == pytest.approx(lam1, rel=1e-6)  # clamped
+    assert lambda_at(argparse.Namespace(lam=lam1, lambda_from=None), progress) == lam1
+
+
+def test_lambda_ramp_runs_and_rises(tmp_path, capsys):
+    """The logged λ (mean over each evaluation interval) rises from --lambda-from to --lambda."""
+    import csv
+    import glob
+    import os
+    import wgan_gp
+    out = str(tmp_path / "runs")
+    assert wgan_gp.main(["--lambda-from", "0.1", "--lambda", "10", "--iters", "9",
+                         "--eval-every", "3", "--dim", "8", "--batch", "16", "--n-critic", "2",
+                         "--out", out]) == 0
+    (d,) = glob.glob(os.path.join(out, "*"))
+    lams = [float(r["lambda"]) for r in csv.DictReader(open(os.path.join(d, "metrics.csv")))][1:]
+    assert 0.1 <= lams[0] < lams[1] < lams[2] <= 10
+    assert wgan_gp.main(["--iters", "2", "--eval-every", "2", "--dim", "8", "--batch", "16",
+                         "--out", str(tmp_path / "fixed")]) == 0
+    (d,) = glob.glob(os.path.join(str(tmp_path / "fixed"), "*"))
+    assert float(list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))[-1]["lambda"]) == 10

@@ -1,0 +1,210 @@
+"""The open questions of the 2017-05-29 Lernapparat post ("More Improved Training of Wasserstein
+GANs and DRAGAN") and of its 2017-04-13 predecessor, answered by runs of the method scripts.
+
+    Q1  Does DRAGAN's critic learn a distance to the data (the Eikonal reading)? Every run logs,
+        on a fixed grid of points, the correlation of f with −d (d: distance to the noiseless
+        data) within a band of 0.25 around it, and the mean ‖∇f‖ inside and outside the band.
+    Q2  DRAGAN's penalty plus WGAN-LP's one-sided penalty on interpolates (dragan.py --lp-lambda).
+    Q3  Which pairs should the quotient test? SLOGAN on real-fake, interpolate and all B² pairs,
+        with the cost of an iteration.
+    Q4  A λ that grows as the critic converges: two-sided WGAN-GP with λ rising geometrically from
+        0.1 to 10 (wgan_gp.py --lambda-from 0.1), beside the fixed λ = 10 and λ = 0.1.
+    Q5  A fake deliberately close to the real: DRAGAN's penalty at x + 0.1(x_f − x)
+        (dragan.py --perturb toward-fake).
+
+Each configuration runs on the swiss roll for every seed, through benchmarks/compare.py's runner
+(a finished run is not run again). Writes <out>/questions.md, questions.csv and
+questions-distance.png (Q1: the distance's level sets beside the critics).
+
+    python benchmarks/open_questions.py --iters-scale 0.6 --jobs 2      # ~50 min on 2 CPU cores
+"""
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+import compare  # noqa: E402
+
+# (name, script, flags, the questions it answers)
+GRID = [
+    ("slogan-l10", "slogan", ["--lambda", "10"], "Q1 Q3"),
+    ("slogan-realfake-l10", "slogan", ["--lambda", "10", "--pairs", "real-fake"], "Q3"),
+    ("slogan-allpairs-l10", "slogan", ["--lambda", "10", "--pairs", "all"], "Q3"),
+    ("gp-onesided-l10", "wgan_gp", ["--one-sided", "--lambda", "10"], "Q1"),
+    ("gp-twosided-l10", "wgan_gp", ["--lambda", "10"], "Q1 Q4"),
+    ("gp-twosided-l0.1", "wgan_gp", ["--lambda", "0.1"], "Q4"),
+    ("gp-twosided-ramp0.1to10", "wgan_gp", ["--lambda-from", "0.1", "--lambda", "10"], "Q4"),
+    ("dragan-wgan-l10", "dragan", ["--loss", "wgan", "--lambda", "10"], "Q1 Q2 Q5"),
+    ("dragan-wgan-normal-l10", "dragan", ["--loss", "wgan", "--perturb", "normal"], "Q1"),
+    ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none"], "Q1"),
+    ("dragan-wgan-l10+lp10", "dragan", ["--loss", "wgan", "--lp-lambda", "10"], "Q2"),
+    ("toward-fake0.1-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "toward-fake"], "Q5"),
+    ("wgan-clip", "wgan_clip", [], "Q1"),
+    ("c-transform", "wgan_ct", [], "Q1"),
+]
+
+
+def parse_args(argv=None):
+    p = common.ArgumentParser(prog="open_questions.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=common.number(int, 0, 2**63, hi_ok=False), nargs="+",
+                   default=[0, 1, 2], help="seeds (swiss roll)")
+    p.add_argument("--iters-scale", type=common.number(float, 0, 1000, lo_ok=False), default=1.0,
+                   help="fraction of each script's default iterations")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="keep configurations whose name contains one of these strings")
+    p.add_argument("--jobs", type=common.number(int, 1), default=1, help="runs at a time")
+    p.add_argument("--no-run", action="store_true", help="only write the tables and figure")
+    p.add_argument("--out", default="results/questions", help="output folder")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="further flags for every run (last on the command line)")
+    a = p.parse_args(argv)
+    a.seeds = list(dict.fromkeys(a.seeds))
+    if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
+        p.error(f"--out {a.out!r} must name a folder")
+    return a
+
+
+def plan(a):
+    runs = []
+    for name, script, flags, _ in GRID:
+        if a.only and not any(s in name for s in a.only):
+            continue
+        iters = max(1, round(a.iters_scale * compare.default_iters(script, flags)))
+        extra = ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))] \
+            if a.iters_scale != 1.0 else []
+        for seed in a.seeds:
+            runs.append((f"{name}-swissroll-s{seed}", name, script,
+                         flags + extra + a.extra + ["--device", "cpu", "--data", "swissroll",
+                                                    "--seed", str(seed)], "swissroll", seed,
+                         False))
+    return runs
+
+
+def summarise(runs, out):
+    by = {}
+    for key, name, *_ in runs:
+        s = compare.finished_summary(os.path.join(out, "runs", key))
+        if s is not None:
+            by.setdefault(name, []).append(s)
+    rows = []
+    for name, script, flags, qs in GRID:
+        ss = by.get(name)
+        if not ss:
+            continue
+        fin = [s["final"] for s in ss if s["status"] == "finished"]
+
+        def med(k):
+            return compare.median_of([f.get(k) for f in fin])
+        rows.append({"config": name, "questions": qs, "command": f"python {script}.py "
+                     + " ".join(flags), "runs": len(ss),
+                     "diverged": sum(s["status"] == "diverged" for s in ss),
+                     "converged": sum(map(compare.converged, ss)),
+                     "w1_over_floor": compare.median_of([f["w1"] / f["w1_floor"] for f in fin]),
+                     "w1_over_floor_min": min((f["w1"] / f["w1_floor"] for f in fin),
+                                              default=None),
+                     "w1_over_floor_max": max((f["w1"] / f["w1_floor"] for f in fin),
+                                              default=None),
+                     "nn_ratio": med("nn_ratio"), "dist_corr": med("dist_corr"),
+                     "grad_in_band": med("grad_norm_in_band"),
+                     "grad_out_band": med("grad_norm_out_band"),
+                     "cos_disc_pen": med("cos_disc_pen"),
+                     "ms_per_iter": compare.median_of([
+                         statistics.median(float(r["ms_per_iter"]) for r in common.read_metrics(
+                             os.path.join(s["run_dir"], "metrics.csv"))[1:]) for s in ss])})
+    return rows
+
+
+def write(rows, a, command, seconds):
+    os.makedirs(a.out, exist_ok=True)
+    if rows:
+        with open(os.path.join(a.out, "questions.csv"), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    f = compare.fmt
+    lines = [f"Command: `{command}` ({seconds / 60:.0f} min for the runs not already done).", "",
+             "Swiss roll; medians over the seeds; converged: W1 ≤ 1.5 × floor and nn ratio ≥ 0.5;"
+             " dist corr: correlation of f with −d within 0.25 of the data; ‖∇f‖ in / out: mean"
+             " inside / outside that band; ms/it: median training time per generator iteration"
+             " (one CPU thread per run).", "",
+             "| config | Q | runs | W1/floor [min, max] | converged | nn ratio | dist corr | "
+             "‖∇f‖ in band | ‖∇f‖ out | cos(disc, pen) | ms/it |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
+        lines.append(
+            f"| {r['config']} | {r['questions']} | {r['runs']} | {f(r['w1_over_floor'], '.2f')} "
+            f"[{f(r['w1_over_floor_min'], '.2f')}, {f(r['w1_over_floor_max'], '.2f')}] | "
+            f"{r['converged']}/{r['runs']}{div} | {f(r['nn_ratio'], '.2f')} | "
+            f"{f(r['dist_corr'], '.2f')} | {f(r['grad_in_band'], '.2f')} | "
+            f"{f(r['grad_out_band'], '.2f')} | {f(r['cos_disc_pen'], '.2f')} | "
+            f"{f(r['ms_per_iter'], '.1f')} |")
+    with open(os.path.join(a.out, "questions.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def distance_figure(runs, a):
+    """The distance to the data beside the final critics (first seed) of the Q1 runs."""
+    import torch
+    t = torch.linspace(1.5 * 3.141592653589793, 4.5 * 3.141592653589793, 20_000)
+    ref = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1) / 7.5
+
+    def minus_d(x):
+        return -torch.cdist(x, ref.to(x.device)).min(dim=1).values
+
+    real = common.sample("swissroll", 512, generator=torch.Generator().manual_seed(0))
+    panels = [("−d: minus the distance to the data\n(the critic of the Eikonal reading)",
+               minus_d, real, None)]
+    corr = {r["config"]: r["dist_corr"] for r in summarise(runs, a.out)}
+    seen = set()
+    for key, name, *_ in runs:
+        if name in seen or not any(name == g[0] and "Q1" in g[3] for g in GRID):
+            continue
+        seen.add(name)
+        final = compare.load_final(os.path.join(a.out, "runs", key))
+        if final is not None:
+            D, r, fk = final
+            panels.append((f"{name}\ncorr(f, −d) {compare.fmt(corr.get(name), '.2f')} (median)",
+                           D, r, fk))
+    if len(panels) > 1:
+        common.plot_critic_grid(panels, os.path.join(a.out, "questions-distance.png"), ncols=5,
+                                title="Q1: is the critic a distance to the data? "
+                                      "(swiss roll, first seed)")
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    a.out = os.path.abspath(a.out)
+    runs = plan(a)
+    os.makedirs(a.out, exist_ok=True)
+    command = "python benchmarks/open_questions.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
+    t = time.time()
+    print(f"[questions] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
+    with ThreadPoolExecutor(a.jobs) as pool:
+        todo = [] if a.no_run else runs
+        for i, (key, what) in enumerate(pool.map(lambda r: compare.run_one(r, a.out, env),
+                                                 todo), 1):
+            print(f"[questions] {i}/{len(runs)} {key}: {what}", flush=True)
+    missing = [r[0] for r in runs
+               if compare.finished_summary(os.path.join(a.out, "runs", r[0])) is None]
+    rows = summarise(runs, a.out)
+    write(rows, a, command, time.time() - t)
+    distance_figure(runs, a)
+    print(f"[questions] {len(runs) - len(missing)} of {len(runs)} runs done; "
+          f"{os.path.join(a.out, 'questions.md')}", flush=True)
+    return 1 if missing and not a.no_run else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
