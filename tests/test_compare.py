@@ -127,3 +127,17 @@ def test_batch_w1_study_runs_and_separates_collapse(tmp_path):
         assert float(r["floor_nn_ratio"]) > 0.6 and float(r["ot-means drawn_nn_ratio"]) < 0.3
         assert float(r["mean_mean"]) > float(r["floor_mean"])  # one point is far from the data
     assert os.path.getsize(os.path.join(out, "batch_w1.png")) > 10_000
+
+
+def test_open_questions_runs_its_grid_and_writes_the_table(tmp_path, capsys):
+    import open_questions
+    out = str(tmp_path / "q")
+    argv = ["--only", "ramp", "toward-fake", "--seeds", "0", "--iters-scale", "0.0004",
+            "--jobs", "2", "--out", out, "--extra", "--dim", "8", "--batch", "16"]
+    assert open_questions.main(argv) == 0
+    md = open(os.path.join(out, "questions.md")).read()
+    assert "| gp-twosided-ramp0.1to10 | Q4 | 1 |" in md and "toward-fake0.1-wgan-l10" in md
+    rows = list(csv.DictReader(open(os.path.join(out, "questions.csv"))))
+    assert all(r["dist_corr"] != "" and float(r["ms_per_iter"]) > 0 for r in rows)
+    assert open_questions.main(argv) == 0  # all done: nothing runs again
+    assert "skipped (done)" in capsys.readouterr().out
