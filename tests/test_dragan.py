@@ -57,7 +57,8 @@ def test_linear_critic(seed, kind, r, one_sided):
     x = batch(seed, 32)
     a = batch(seed + 1, 1)[0]
     a = a / a.norm() * r
-    R = dragan_penalty(lambda p: p @ a, x, kind=kind, one_sided=one_sided)
+    fake = batch(seed + 2, 32) + 1  # used by the kinds that look toward the fakes
+    R = dragan_penalty(lambda p: p @ a, x, kind=kind, one_sided=one_sided, fake=fake)
     want = max(r - 1, 0) ** 2 if one_sided else (r - 1) ** 2
     assert R.item() == pytest.approx(want, abs=3e-6)
 
@@ -79,14 +80,18 @@ def test_prodgan_penalty_ignores_fakes_and_sits_on_the_data(seed, one_sided):
 @given(seeds, kinds, st.sampled_from([(1, 4, 4), (3, 2, 2)]), st.booleans())
 def test_image_batch_equals_flattened_twin(seed, kind, shape, one_sided):
     """Image batches equal their flattened twins for "none" and "normal" (which act per
-    element, so flattening commutes with them) and for "paper" (one std, one α per sample)."""
+    element, so flattening commutes with them), for "paper" (one std, one α per sample) and
+    for the kinds that move toward the fakes (one δ or t per sample)."""
     x = batch(seed, 8, shape)
     w = batch(seed + 1, 1, shape)[0].flatten()
     f = lambda p: torch.tanh(p @ w) + 0.2 * (p ** 2).sum(1)  # noqa: E731
     torch.manual_seed(seed)
-    r_img = dragan_penalty(lambda p: f(p.flatten(1)), x, kind=kind, one_sided=one_sided)
+    fake = x.flip(0) + 0.5
+    r_img = dragan_penalty(lambda p: f(p.flatten(1)), x, kind=kind, one_sided=one_sided,
+                           fake=fake)
     torch.manual_seed(seed)
-    r_flat = dragan_penalty(f, x.flatten(1), kind=kind, one_sided=one_sided)
+    r_flat = dragan_penalty(f, x.flatten(1), kind=kind, one_sided=one_sided,
+                            fake=fake.flatten(1))
     torch.testing.assert_close(r_img, r_flat)
 
 
@@ -94,7 +99,7 @@ def test_constant_critic_is_finite():
     w = torch.zeros(2, requires_grad=True)
     x = torch.randn(16, 2)
     for kind in PERTURBATIONS:
-        R = dragan_penalty(lambda p: p @ w + 1.0, x, kind=kind)
+        R = dragan_penalty(lambda p: p @ w + 1.0, x, kind=kind, fake=x + 1)
         (g,) = torch.autograd.grad(R, w)
         assert R.item() == pytest.approx(1.0, abs=1e-5) and torch.isfinite(g).all()
 
