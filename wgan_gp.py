@@ -195,8 +195,9 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
         opt_g.step()
-    lam = torch.as_tensor(lam, device=device, dtype=loss_d.dtype)
-    return torch.stack([loss_d, pen, f_real - f_fake, loss_g, lam]).detach()
+    if not torch.is_tensor(lam):  # a fill, not a host-to-device copy: safe inside a CUDA graph
+        lam = torch.full((), lam, device=device)
+    return torch.stack([loss_d, pen, f_real - f_fake, loss_g, lam.to(loss_d.dtype)]).detach()
 
 
 STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g", "lambda")
