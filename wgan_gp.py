@@ -175,9 +175,11 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     and batch estimate, and the generator loss, as one device tensor (STEP_COLUMNS).
     """
     device = next(D.parameters()).device
-    p0 = opt_d.param_groups[0]["params"][0]  # its step count: critic steps taken so far
-    done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros((), device=device)
-    lam = lambda_at(args, done.to(device) / (args.iters * args.n_critic))
+    lam = args.lam
+    if args.lambda_from is not None:  # the ramp reads the critic's step count, a device tensor
+        p0 = opt_d.param_groups[0]["params"][0]
+        done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros((), device=device)
+        lam = lambda_at(args, done.to(device) / (args.iters * args.n_critic))
     for _ in range(n_critic):
         real = common.sample(args.data, args.batch, device)
         with torch.no_grad():
