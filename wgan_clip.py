@@ -12,14 +12,16 @@ estimates W1 only up to K, and not even that once clipping pins the weights to t
     RMSProp lr 5e-5, c = 0.01, 5 critic steps per generator step, and the paper code's schedule:
     100 critic steps in each of the first 25 generator iterations and in every 500th.
 
-K ≤ Π‖W_l‖₂ (the product of the spectral norms of the linear layers, ReLU being 1-Lipschitz) is
-logged at every evaluation with the certified comparison it gives on the same samples:
-E f(real) − E f(fake) ≤ K·W1(real, fake) (the paper's "up to a constant K", made checkable).
+K ≤ Π‖W_l‖₂ (the product of the spectral norms of the linear and convolutional layers, ReLU and
+LeakyReLU being 1-Lipschitz) is logged at every evaluation with the certified comparison it gives
+on the same samples: E f(real) − E f(fake) ≤ K·W1(real, fake) (the paper's "up to a constant K",
+made checkable).
 
 Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python wgan_clip.py                            # the paper's setting, swiss roll
     python wgan_clip.py --clip 0.1                 # a looser clip
     python wgan_clip.py --no-warmup-schedule       # always 5 critic steps
+    python wgan_clip.py --data digits              # 8×8 digits, 2000 iterations
     python wgan_clip.py --dim 512 --iters 100000   # gan_toy.py's full toy setting
     python wgan_clip.py --fixed-generator          # train the critic alone against real + N(0, I)
     python wgan_clip.py --iters 40 --dim 32 --eval-every 20    # a quick check on the CPU
@@ -40,7 +42,7 @@ import common
 from common import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
-N_EVAL = 1024  # points per evaluation: exact W1 at n = 1024 takes ~0.2 s on 2 cores
+N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
 N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
 RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
 
@@ -54,17 +56,35 @@ def clip_weights_(critic: nn.Module, c: float) -> None:
 
 
 @torch.no_grad()
-def lipschitz_bound(critic: nn.Module) -> torch.Tensor:
-    """An upper bound on the Lipschitz constant (Euclidean norms) of an MLP critic:
-    K = Π_l ‖W_l‖₂, the product of the spectral norms of its nn.Linear layers.
+def lipschitz_bound(critic: nn.Module, input_shape=(2,)) -> torch.Tensor:
+    """An upper bound on the Lipschitz constant (Euclidean norms) of a critic made of nn.Linear
+    and nn.Conv2d layers: K = Π_l ‖A_l‖₂, the product of the spectral norms of their linear maps.
 
-    Valid for a network made of nn.Linear layers and 1-Lipschitz activations (ReLU, LeakyReLU
-    with slope ≤ 1, tanh) applied one after the other; any other layer would need its own factor.
+    A convolution's map depends on the size of its input (padding, stride), so each layer's
+    input shape is read off one pass of a zero input of shape (1, *input_shape), and the
+    (zero-padded) convolution's matrix is built exactly by applying it to every unit image.
+    Valid for layers applied one after the other with 1-Lipschitz activations between them
+    (ReLU, LeakyReLU with slope ≤ 1, tanh) and flattening; any other layer needs its own factor.
     """
+    layers = [m for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    shapes = {}
+    hooks = [m.register_forward_pre_hook(lambda m, x: shapes.__setitem__(m, x[0].shape[1:]))
+             for m in layers]  # a pre-hook that returns None leaves the input as it is
+    try:
+        p = next(critic.parameters())
+        critic(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
     k = torch.ones((), dtype=torch.float64)
-    for m in critic.modules():
-        if isinstance(m, nn.Linear):
-            k = k * torch.linalg.matrix_norm(m.weight.detach().double().cpu(), ord=2)
+    for m in layers:
+        w = m.weight.detach().double().cpu()
+        if isinstance(m, nn.Conv2d):  # the matrix of x ↦ w ⋆ x over all pixels of its input
+            n = math.prod(shapes[m])
+            unit = torch.eye(n, dtype=torch.float64).reshape(n, *shapes[m])
+            w = nn.functional.conv2d(unit, w, None, m.stride, m.padding, m.dilation,
+                                     m.groups).reshape(n, -1)
+        k = k * torch.linalg.matrix_norm(w, ord=2)
     return k
 
 
@@ -96,6 +116,49 @@ class Critic(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+Z_DIGITS = 16  # latent size for the digits; on the toys z is drawn in the data's own plane
+
+
+class ConvCritic(nn.Module):
+    """The critic for the 8×8 digits, in the shape of gan_mnist.py's (igul222/
+    improved_wgan_training): convolutions 8×8 → 8×8 → 4×4 → 2×2 of dim/8, dim/4 and dim/2
+    channels with LeakyReLU(0.2), then a linear score. No batch norm, for the reason at mlp."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        c = max(dim // 8, 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(16 * c, 1))
+
+    def forward(self, x):  # (N, 1, 8, 8) -> (N,)
+        return self.net(x).squeeze(-1)
+
+
+def conv_generator(dim: int) -> nn.Sequential:
+    """z (N, Z_DIGITS) → digits (N, 1, 8, 8): linear to 2×2, transposed convolutions to 4×4 and
+    8×8, and a sigmoid for the data's range [0, 1] (gan_mnist.py's generator, scaled down)."""
+    c = max(dim // 8, 1)
+    return nn.Sequential(
+        nn.Linear(Z_DIGITS, 16 * c), nn.ReLU(), nn.Unflatten(1, (4 * c, 2, 2)),
+        nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, 1, 3, padding=1), nn.Sigmoid())
+
+
+def make_models(args):
+    """(G, D): the MLPs on the toys, the convolutional pair on the digits."""
+    if args.data == "digits":
+        return conv_generator(args.dim), ConvCritic(args.dim)
+    return mlp(2, args.dim, 2), Critic(args.dim)
+
+
+def z_dim(args) -> int:
+    return Z_DIGITS if args.data == "digits" else 2
+
+
 # ------------------------------------------------------------------------------------ arguments
 def build_parser() -> common.ArgumentParser:
     p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
@@ -106,16 +169,18 @@ def build_parser() -> common.ArgumentParser:
                    help="always --n-critic critic steps, without the paper code's 100 critic "
                         "steps for the first 25 generator iterations and every 500th")
     t = p.add_argument_group("training")
-    t.add_argument("--data", choices=common.DATASETS, default="swissroll", help="toy dataset")
+    t.add_argument("--data", choices=common.DATASETS, default="swissroll",
+                   help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
     t.add_argument("--iters", type=common.number(int, 1), default=5000,
-                   help="generator iterations")
+                   help="generator iterations (2000 on digits)")
     t.add_argument("--n-critic", type=common.number(int, 1), default=5,
                    help="critic steps per generator step")
     t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
     t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=5e-5,
                    help="RMSProp learning rate (G and critic)")
     t.add_argument("--dim", type=common.number(int, 1), default=128,
-                   help="hidden width of G and critic (gan_toy.py: 512)")
+                   help="hidden width of G and critic (gan_toy.py: 512); on digits, twice the "
+                        "channels of the widest convolution")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
@@ -135,8 +200,10 @@ def build_parser() -> common.ArgumentParser:
 
 def step_bytes(args) -> int:
     """A rough upper estimate of one training step's memory: weights with their gradients and
-    optimiser state, and activations kept for the double backward."""
-    return 4 * (16 * args.dim ** 2 + 48 * args.batch * args.dim)
+    optimiser state, and activations kept for the double backward (~5× more per unit of
+    width in the digits' convolutions than in the toys' MLPs)."""
+    acts = 48 * args.batch * args.dim * (5 if args.data == "digits" else 1)
+    return 4 * (16 * args.dim ** 2 + acts)
 
 
 # ------------------------------------------------------------------------------ training step
@@ -152,8 +219,9 @@ def make_optimizers(G, D, args, capturable: bool):
 def fake_batch(G, real, args, generator=None):
     """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
     FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
-    z = torch.randn(real.shape, device=real.device, generator=generator)
-    return real + z if args.fixed_generator else G(z)
+    if args.fixed_generator:
+        return real + torch.randn(real.shape, device=real.device, generator=generator)
+    return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
@@ -177,7 +245,7 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     if args.fixed_generator:
         loss_g = torch.zeros((), device=device)
     else:
-        loss_g = -D(G(torch.randn(args.batch, 2, device=device))).mean()  # −E f(G(z))
+        loss_g = -D(G(torch.randn(args.batch, z_dim(args), device=device))).mean()  # −E f(G(z))
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
         opt_g.step()
@@ -207,22 +275,24 @@ def evaluate(G, D, args, device, it: int) -> dict:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
         w1s, floors = [], []
+        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
         for _ in range(N_EVAL_DRAWS):
-            real = common.sample(args.data, N_EVAL, device)
+            real = common.sample(args.data, n, device, split="test")  # digits: held out
             with torch.no_grad():
-                fake = fake_batch(G, common.sample(args.data, N_EVAL, device), args)
+                fake = fake_batch(G, common.sample(args.data, n, device), args)
             if not torch.isfinite(fake).all():
                 raise common.Diverged("a generated sample")
             w1s.append(common.w1(fake, real))
-            floors.append(common.w1(common.sample(args.data, N_EVAL, device), real))
+            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
         with torch.no_grad():
             est = (D(real).mean() - D(fake).mean()).item()
         row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
                "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
                **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
-        t = torch.rand(N_EVAL, 1, device=device)
+        t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
-        k = lipschitz_bound(D).item()
+        k = lipschitz_bound(D, real.shape[1:]).item()
         row.update(lipschitz_bound=k, k_times_w1=k * w1s[-1], estimate_over_w1=est / w1s[-1],
                    certified=float(est <= k * w1s[-1] + 1e-9))
         # The critic loss's weight gradient, as the penalty scripts log it (no penalty here).
@@ -251,12 +321,11 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
         "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
     common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
-    modes = f" | {row['modes']}/{row['n_modes']} modes {100 * row['high_quality']:.0f}% hq" \
-        if "modes" in row else ""
+    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
     say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
         f" at ±c {100 * row['clipped_share']:.0f}% K {row['lipschitz_bound']:.3g}"
         f" | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
-        f" est {row['critic_estimate']:.3f}{modes} | {1000 / row['ms_per_iter']:.1f} it/s"
+        f" est {row['critic_estimate']:.3f}{cover} | {1000 / row['ms_per_iter']:.1f} it/s"
         f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
     return row
 
@@ -296,7 +365,7 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # streams and graphs are made on the current device
     torch.manual_seed(args.seed)
-    G, D = mlp(2, args.dim, 2).to(device), Critic(args.dim).to(device)
+    G, D = (m.to(device) for m in make_models(args))
     opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
     try:
         run_dir, lock = common.open_run_dir(args.out, f"{SCRIPT}-{args.data}-s{args.seed}",

@@ -35,32 +35,11 @@ sys.path.insert(0, ROOT)
 import common  # noqa: E402
 
 
-def ot_means(data: np.ndarray, n: int, iters: int = 30, seed: int = 0) -> np.ndarray:
-    """n equal-mass centroids minimising W1 to the empirical measure of `data` (N ≥ n points):
-    exact plan (ot.emd), then one Weiszfeld step per centroid, until the cost stops falling."""
-    import ot
-    from scipy.spatial.distance import cdist
-    rng = np.random.default_rng(seed)
-    c = data[rng.choice(len(data), n, replace=False)].copy()
-    a, b = np.full(len(data), 1 / len(data)), np.full(n, 1 / n)
-    best = np.inf
-    for _ in range(iters):
-        d = cdist(data, c)
-        plan = ot.emd(a, b, d, numItermax=10_000_000)
-        cost = float((plan * d).sum())
-        if cost > best - 1e-9:
-            break
-        best = cost
-        w = plan / np.maximum(d, 1e-12)  # Weiszfeld weights π_ij / d_ij
-        c = (w.T @ data) / w.sum(axis=0)[:, None]
-    return c
-
-
 def collapsed_sets(name: str, n: int, seed: int) -> dict:
     gen = torch.Generator().manual_seed(10_000 + seed)
     big = common.sample(name, 200_000, generator=gen).double().numpy()
     sets = {"mean": np.repeat(big.mean(axis=0, keepdims=True), n, axis=0),
-            "ot-means": ot_means(common.sample(name, min(4 * n, 4096), generator=gen)
+            "ot-means": common.ot_means(common.sample(name, min(4 * n, 4096), generator=gen)
                                  .double().numpy(), n, seed=seed)}
     c = common.centres(name)
     if c is not None:
@@ -70,7 +49,8 @@ def collapsed_sets(name: str, n: int, seed: int) -> dict:
 
 def main(argv=None):
     p = common.ArgumentParser(prog="batch_w1.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", nargs="+", choices=common.DATASETS, default=list(common.DATASETS))
+    p.add_argument("--data", nargs="+", choices=common.TOYS, default=list(common.TOYS),
+                   help="toy datasets (the digits' figures: in every --data digits run)")
     p.add_argument("--ns", type=common.number(int, 2, 4096), nargs="+", default=[64, 256, 1024],
                    help="sample sizes")
     p.add_argument("--draws", type=common.number(int, 2), default=10,

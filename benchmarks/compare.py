@@ -54,7 +54,15 @@ GRID = [
     ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
     ("wgan-clip", "wgan_clip", []),
     ("c-transform", "wgan_ct", []),
+    ("slogan-allpairs-l10", "slogan", ["--pairs", "all", "--lambda", "10"]),
 ]
+# On the digits, one configuration per constraint at its source's λ, plus SLOGAN's all-pairs
+# quotients (seed 02 of SLOGAN's source asks whether they help on real data); the all-pairs
+# configuration runs on the digits only (on the toys: benchmarks/open_questions.py, Q3).
+ON_DIGITS = ["slogan-l10", "slogan-allpairs-l10", "gp-onesided-l10", "gp-twosided-l10",
+             "quotient-twosided-l1", "dragan-paper", "dragan-wgan-l10", "prodgan-wgan-l10",
+             "wgan-clip", "c-transform"]
+DIGITS_ONLY = {"slogan-allpairs-l10"}
 # One configuration per constraint for the fixed-generator study (the critic alone).
 FIXED = ["slogan-l10", "gp-onesided-l10", "gp-twosided-l10", "quotient-twosided-l1",
          "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip", "c-transform"]
@@ -73,6 +81,8 @@ def converged(s) -> bool:
         ok = ok and f["nn_ratio"] >= NN_RATIO_MIN
     if f.get("n_modes"):
         ok = ok and f.get("modes") == f["n_modes"]
+    if f.get("n_classes"):  # digits: every class drawn (not a blur of them, not a few of them)
+        ok = ok and f.get("classes") == f["n_classes"]
     return ok
 
 
@@ -83,6 +93,8 @@ def parse_args(argv=None):
                    help="seeds on the swiss roll")
     p.add_argument("--mixture-seeds", type=seed, nargs="+", default=[0],
                    help="seeds on 8gaussians and 25gaussians")
+    p.add_argument("--digits-seeds", type=seed, nargs="+", default=[0, 1, 2],
+                   help="seeds on the digits")
     p.add_argument("--data", nargs="+", choices=common.DATASETS, default=list(common.DATASETS))
     p.add_argument("--iters", type=common.number(int, 1), default=None,
                    help="generator iterations for every run (default: each script's default)")
@@ -104,7 +116,8 @@ def parse_args(argv=None):
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="further flags for every run (e.g. --extra --eval-every 1000)")
     a = p.parse_args(argv)
-    for name in ("seeds", "mixture_seeds"):  # a seed given twice would run twice into one folder
+    # a seed given twice would run twice into one folder
+    for name in ("seeds", "mixture_seeds", "digits_seeds"):
         setattr(a, name, list(dict.fromkeys(getattr(a, name))))
     if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
         p.error(f"--out {a.out!r} must name a folder")
@@ -115,32 +128,40 @@ def plan(a):
     """The runs to make: (key, config name, script, flags, data, seed, fixed)."""
     grid = [g for g in GRID if not a.only or any(s in g[0] for s in a.only)]
     runs = []
+    seeds = {"swissroll": a.seeds, "digits": a.digits_seeds}
     for name, script, flags in grid:
-        iters = a.iters or max(1, round(a.iters_scale * default_iters(script, flags)))
-        common_flags = ["--device", a.device]
-        if a.iters or a.iters_scale != 1.0:
-            common_flags += ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))]
-        if a.dim:
-            common_flags += ["--dim", str(a.dim)]
-        common_flags += a.extra
         for data in a.data:
-            for seed in a.seeds if data == "swissroll" else a.mixture_seeds:
+            if (name not in ON_DIGITS) if data == "digits" else (name in DIGITS_ONLY):
+                continue
+            for seed in seeds.get(data, a.mixture_seeds):
                 runs.append((f"{name}-{data}-s{seed}", name, script,
-                             flags + common_flags + ["--data", data, "--seed", str(seed)],
-                             data, seed, False))
+                             flags + run_flags(a, script, flags, data)
+                             + ["--data", data, "--seed", str(seed)], data, seed, False))
         if not a.no_fixed and name in FIXED and "swissroll" in a.data:
             seed = a.seeds[0]
             runs.append((f"fixed-{name}-swissroll-s{seed}", name, script,
-                         flags + common_flags + ["--fixed-generator", "--data", "swissroll",
+                         flags + run_flags(a, script, flags, "swissroll")
+                         + ["--fixed-generator", "--data", "swissroll",
                                                  "--seed", str(seed)], "swissroll", seed, True))
     return runs
 
 
-def default_iters(script, flags):
-    """The generator iterations the script would run with these flags (some defaults depend on
-    other flags, e.g. dragan.py's on --loss)."""
+def run_flags(a, script, flags, data):
+    """The flags every run of this sweep gets: device, length, width and --extra."""
+    out = ["--device", a.device]
+    if a.iters or a.iters_scale != 1.0:
+        iters = a.iters or max(1, round(a.iters_scale * default_iters(script, flags, data)))
+        out += ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))]
+    if a.dim:
+        out += ["--dim", str(a.dim)]
+    return out + a.extra
+
+
+def default_iters(script, flags, data="swissroll"):
+    """The generator iterations the script would run with these flags on this data (some
+    defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""
     mod = importlib.import_module(script)
-    args = mod.build_parser().parse_args(flags)
+    args, _ = common.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
     if hasattr(mod, "fill_loss_defaults"):
         mod.fill_loss_defaults(args)
     return args.iters
@@ -201,8 +222,9 @@ def summarise(runs, out):
     for (name, data), ss in groups.items():
         ratios = [(s["final"]["w1"] / s["final"]["w1_floor"]) if s["status"] == "finished"
                   else float("inf") for s in ss]
-        modes = [s["final"].get("modes") for s in ss if s["status"] == "finished"]
-        hq = [s["final"].get("high_quality") for s in ss if s["status"] == "finished"]
+        done = [s["final"] for s in ss if s["status"] == "finished"]
+        modes = [f.get("modes", f.get("classes")) for f in done]  # digits: classes covered
+        hq = [f.get("high_quality", f.get("class_tv")) for f in done]  # digits: class TV
         table.append({
             "config": name, "data": data, "runs": len(ss),
             "w1_over_floor_median": statistics.median(ratios),
@@ -212,7 +234,12 @@ def summarise(runs, out):
                                           if s["status"] == "finished"]),
             "diverged": sum(s["status"] == "diverged" for s in ss),
             "modes_median": statistics.median(modes) if modes and modes[0] is not None else None,
-            "n_modes": ss[0]["final"].get("n_modes") if ss[0]["final"] else None,
+            "n_modes": (ss[0]["final"].get("n_modes", ss[0]["final"].get("n_classes"))
+                        if ss[0]["final"] else None),
+            "w1_median": median_of([f.get("w1") for f in done]),
+            "w1_floor_median": median_of([f.get("w1_floor") for f in done]),
+            "w1_mean_digit": median_of([f.get("w1_mean_digit") for f in done]),
+            "w1_ot_means": median_of([f.get("w1_ot_means") for f in done]),
             "high_quality_median": statistics.median(hq) if hq and hq[0] is not None else None,
             "wall_s_median": statistics.median(s["wall_time_s"] for s in ss)})
     order = {g[0]: i for i, g in enumerate(GRID)}
@@ -229,6 +256,18 @@ def table_rows(path) -> int:
         return max(0, sum(line.startswith("| ") for line in fh) - 1)  # less the header row
 
 
+def digits_scale(table):
+    """A line on what a collapsed generator scores on the digits, for scale (or nothing)."""
+    r = next((r for r in table if r["data"] == "digits" and r["w1_mean_digit"]), None)
+    if r is None:
+        return []
+    fl = r["w1_floor_median"]
+    return ["", f"For scale on the digits: the floor is {fl:.3f}; the mean digit repeated 512 "
+                f"times scores {r['w1_mean_digit']:.3f} ({r['w1_mean_digit'] / fl:.2f} × floor), "
+                f"512 OT-means centroids of the training digits {r['w1_ot_means']:.3f} "
+                f"({r['w1_ot_means'] / fl:.2f} × floor)."]
+
+
 def write_tables(table, fixed, out, command, note=""):
     def write_csv(path, rows):
         if rows:
@@ -241,16 +280,21 @@ def write_tables(table, fixed, out, command, note=""):
     write_csv(os.path.join(out, "fixed.csv"), fixed)
     lines = [f"Command: `{command}`", "", note, "",
              f"W1 / floor: final exact W1(generated, real) over the noise floor W1(real, real'), "
-             f"each the mean of 3 draws of 1024 points; converged: W1 ≤ {CONVERGED} × floor, "
-             f"and where the run logged it (runs from after the batch-W1 study) nn ratio ≥ "
-             f"{NN_RATIO_MIN} (no collapse) and, on the mixtures, every mode captured; "
-             f"diverged runs count as not converged.", "",
+             f"each the mean of 3 draws of 1024 points (digits: 512 generated against the 512 "
+             f"held-out digits, floor: 512 distinct training digits against them); converged: "
+             f"W1 ≤ {CONVERGED} × floor, and where the run logged it (runs from after the "
+             f"batch-W1 study) nn ratio ≥ {NN_RATIO_MIN} (no collapse) and, on the mixtures, "
+             f"every mode captured (digits: every class covered); diverged runs count as not "
+             f"converged. Digits: the modes column counts classes covered, the high-quality "
+             f"column is the class histogram's total-variation distance from uniform.",
+             *digits_scale(table), "",
              "| config | data | runs | W1/floor median [min, max] | converged | modes | "
              "high quality | nn ratio | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         modes = f"{fmt(r['modes_median'], 'g')}/{r['n_modes']}" if r["n_modes"] else "–"
         hq = r["high_quality_median"]
-        hq = "–" if hq is None else f"{100 * hq:.0f}%"
+        hq = "–" if hq is None else (f"TV {hq:.2f}" if r["data"] == "digits" else
+                                     f"{100 * hq:.0f}%")
         diverged = f" ({r['diverged']} diverged)" if r["diverged"] else ""
         ratio = (f"{fmt(r['w1_over_floor_median'], '.2f')} [{fmt(r['w1_over_floor_min'], '.2f')}, "
                  f"{fmt(r['w1_over_floor_max'], '.2f')}]")
@@ -283,18 +327,18 @@ def load_final(folder):
                     weights_only=True)
     mod = importlib.import_module(ck["script"])
     args = argparse.Namespace(**ck["args"])
-    D, G = mod.Critic(args.dim), mod.mlp(2, args.dim, 2)
+    G, D = mod.make_models(args)
     D.load_state_dict(ck["D"])
     G.load_state_dict(ck["G"])
     gen = torch.Generator().manual_seed(0)
     real = common.sample(args.data, 512, generator=gen)
     with torch.no_grad():
-        z = torch.randn(512, 2, generator=gen)
-        fake = real + z if args.fixed_generator else G(z)
+        fake = mod.fake_batch(G, real, args, gen)
     return D, real, fake
 
 
 def draw_grids(runs, out, table):
+    import torch
     ratio = {(r["config"], r["data"]): r["w1_over_floor_median"] for r in table}
     paths = []
     for data in common.DATASETS:
@@ -309,7 +353,14 @@ def draw_grids(runs, out, table):
             D, real, fake = final
             panels.append((f"{name}\nW1/floor {fmt(ratio.get((name, data)), '.2f')} (median)",
                            D, real, fake))
-        if panels:
+        if panels and data == "digits":  # samples, not level sets: 64 digits per configuration
+            held_out = common.sample("digits", 64, generator=torch.Generator().manual_seed(0),
+                                     split="test")
+            paths.append(common.plot_digit_grid(
+                [("real (held out)", held_out)] + [(p[0], p[3]) for p in panels],
+                os.path.join(out, "grid-digits.png"), ncols=4,
+                title="generated digits, first seed of each configuration"))
+        elif panels:
             paths.append(common.plot_critic_grid(
                 panels, os.path.join(out, f"grid-{data}.png"),
                 title=f"final critics and samples on {data} (orange real, green generated)"))

@@ -71,7 +71,7 @@ def test_swissroll_matches_reference():
     assert r.min() > 1.5 * math.pi / 7.5 - 0.2 and r.max() < 4.5 * math.pi / 7.5 + 0.2
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_sampler_shape_dtype_seed(name):
     a = common.sample(name, 257, generator=_gen(7))
     b = common.sample(name, 257, generator=_gen(7))
@@ -83,7 +83,7 @@ def test_sampler_shape_dtype_seed(name):
     assert common.sample(name, 0).shape == (0, 2)
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_sampler_on_cuda(name, cuda_only):
     x = common.sample(name, 64, device="cuda")
     assert x.device.type == "cuda" and x.shape == (64, 2)
@@ -260,7 +260,7 @@ def test_grid_gradient_of_linear_critic():
     assert np.allclose(G, float(a.norm()), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_plot_critic_writes_png(name, tmp_path):
     real = common.sample(name, 256, generator=_gen(0))
     fake = real + 0.2 * torch.randn(real.shape, generator=_gen(1))
@@ -271,7 +271,7 @@ def test_plot_critic_writes_png(name, tmp_path):
     assert (tmp_path / "critic.png").stat().st_size > 20_000
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_plot_curves_writes_png(name, tmp_path):
     rows = []
     for i, it in enumerate(range(0, 1000, 100)):
@@ -285,7 +285,7 @@ def test_plot_curves_writes_png(name, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 20_000 and path.endswith("curves.png")
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_nn_ratio_tells_a_sampler_from_a_collapsed_generator(name):
     """Real against real: about 1. A generator collapsed onto 64 points (drawn with repeats):
     near 0, although such a set can have a minibatch W1 below the noise floor."""
@@ -299,7 +299,7 @@ def test_nn_ratio_tells_a_sampler_from_a_collapsed_generator(name):
     assert "nn_ratio" in stats and (("modes" in stats) == (name != "swissroll"))
 
 
-@pytest.mark.parametrize("name", common.DATASETS)
+@pytest.mark.parametrize("name", common.TOYS)
 def test_distance_stats_recognise_the_distance_itself(name):
     """f = −d (the distance to the noiseless data, an Eikonal solution): correlation 1 with −d
     and ‖∇f‖ = 1 in and out of the band; a linear critic is not distance-like."""

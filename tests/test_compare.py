@@ -45,11 +45,38 @@ def test_report_only_counts_missing_runs(tmp_path, capsys):
 def test_plan_covers_the_issue_grid():
     a = compare.parse_args([])
     runs = compare.plan(a)
+    toys = len(compare.GRID) - len(compare.DIGITS_ONLY)
     swiss = [r for r in runs if r[4] == "swissroll" and not r[6]]
-    assert len(swiss) == 3 * len(compare.GRID)  # every configuration, 3 seeds
+    assert len(swiss) == 3 * toys  # every configuration, 3 seeds
     for data in ("8gaussians", "25gaussians"):
-        assert len([r for r in runs if r[4] == data]) == len(compare.GRID)
+        assert len([r for r in runs if r[4] == data]) == toys
+    digits = [r for r in runs if r[4] == "digits"]
+    assert {r[1] for r in digits} == set(compare.ON_DIGITS) and len(digits) == 3 * len(
+        compare.ON_DIGITS)  # a digits row for every constraint, 3 seeds
+    assert {g[1] for g in compare.GRID if g[0] in compare.ON_DIGITS} == \
+        {"wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct"}
+    assert not any(r[1] in compare.DIGITS_ONLY for r in runs if r[4] != "digits")
     assert len({r[0] for r in runs}) == len(runs)  # one folder per run
+
+
+def test_plan_passes_each_script_its_digits_length():
+    """--iters-scale scales the length each script would run on each dataset: 2000 iterations on
+    the digits, the scripts' own defaults on the toys."""
+    a = compare.parse_args(["--only", "gp-onesided-l10", "--iters-scale", "0.5", "--no-fixed"])
+    iters = {r[4]: r[3][r[3].index("--iters") + 1] for r in compare.plan(a)}
+    assert iters == {"8gaussians": "2500", "25gaussians": "2500", "swissroll": "2500",
+                     "digits": "1000"}
+
+
+def test_tiny_digits_grid_writes_the_table_and_the_sample_grid(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    assert compare.main(["--only", "gp-onesided-l10", "c-transform", "--data", "digits",
+                         "--digits-seeds", "0", "--iters", "2", "--jobs", "2", "--out", out,
+                         "--extra", "--dim", "16", "--batch", "16"]) == 0
+    table = open(os.path.join(out, "results.md")).read()
+    assert "| gp-onesided-l10 | digits | 1 |" in table and "| c-transform | digits | 1 |" in table
+    assert "/10 |" in table and "TV " in table and "mean digit repeated 512 times" in table
+    assert os.path.getsize(os.path.join(out, "grid-digits.png")) > 10_000
 
 
 def test_no_run_never_replaces_a_table_with_an_emptier_one(tmp_path, capsys):
@@ -109,6 +136,10 @@ def test_converged_needs_more_than_a_small_w1():
     assert not compare.converged(dropped)
     far = {"status": "finished", "final": {"w1": 0.2, "w1_floor": 0.09, "nn_ratio": 1.0}}
     assert not compare.converged(far)
+    blur = {"status": "finished", "final": {"w1": 1.9, "w1_floor": 1.37, "nn_ratio": 0.9,
+                                            "classes": 4, "n_classes": 10}}
+    assert not compare.converged(blur)  # digits: a few classes are not the data
+    assert compare.converged({**blur, "final": {**blur["final"], "classes": 10}})
     old = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09}}  # before nn_ratio
     assert compare.converged(old) and not compare.converged({**old, "status": "diverged"})
 

@@ -66,8 +66,13 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
                            "certified"},
              "wgan_ct": {"minimiser_top_share", "value_batch", "w1_batch", "estimate_over_w1"}
              }.get(script, {"penalty", "grad_w_pen", "cos_disc_pen"})
-    if data != "swissroll":
+    if data in ("8gaussians", "25gaussians"):
         need |= {"modes", "n_modes", "high_quality"}
+    if data == "digits":  # class coverage and the collapsed baselines instead of modes
+        need |= {"classes", "n_classes", "class_tv", "class_0", "class_9", "w1_mean_digit",
+                 "w1_ot_means"}
+        assert "modes" not in rows[0] and "classes" in cap.out
+        assert all(float(r["w1_floor"]) < float(r["w1_mean_digit"]) for r in rows)
     assert need <= set(rows[0])
     assert all(float(r["w1"]) > 0 and float(r["w1_floor"]) > 0 for r in rows)
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -231,7 +236,9 @@ GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
     ("dragan", ["--perturb", "normal"]), ("dragan", ["--perturb", "none", "--loss", "wgan"]),
     ("dragan", ["--perturb", "toward-fake", "--lp-lambda", "1"]),
     ("wgan_gp", ["--lambda-from", "0.1"]),  # the λ ramp must follow the replays
-    ("wgan_clip", ["--warmup-schedule-on"]), ("wgan_ct", ["--epsilon", "0.05"])]  # the 100- and 5-step iterations: two graphs
+    ("wgan_clip", ["--warmup-schedule-on"]),  # the 100- and 5-step iterations: two graphs
+    ("wgan_ct", ["--epsilon", "0.05"])] + [
+    (s, ["--data", "digits"]) for s in SCRIPTS]  # convolutions, and batches drawn by index
 
 
 def _cuda_run(script, extra, out, capsys, iters=30, resume=None):

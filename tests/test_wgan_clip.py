@@ -58,6 +58,40 @@ def test_bound_is_exact_for_a_single_linear_layer():
     assert lipschitz_bound(lin).item() == pytest.approx(5.0)
 
 
+@given(seeds, st.integers(8, 40), st.floats(0.2, 5.0))
+def test_conv_critic_bound_holds_on_digits(seed, dim, scale):
+    """The digits' convolutional critic: ‖∇f‖ and every quotient stay below K."""
+    torch.manual_seed(seed)
+    net = wgan_clip.ConvCritic(dim).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    K = lipschitz_bound(net, (1, 8, 8)).item()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(64, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.rand(64, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 0.5
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(xr).sum(), xr)
+    assert (grad.flatten(1).norm(dim=1) <= K * (1 + 1e-9)).all()
+    with torch.no_grad():
+        assert ((net(x) - net(y)).abs()
+                <= K * (x - y).flatten(1).norm(dim=1) * (1 + 1e-9) + 1e-12).all()
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (2, 0)])
+def test_bound_of_one_convolution_is_its_operator_norm(stride, padding):
+    """A lone convolution: K is the largest singular value of its Jacobian (a linear map),
+    which depends on the input size through padding and stride."""
+    torch.manual_seed(stride + padding)
+    conv = torch.nn.Conv2d(2, 3, 4 if stride == 2 else 3, stride, padding).double()
+    x = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(conv, x).reshape(-1, x.numel())
+    assert lipschitz_bound(conv, (2, 8, 8)).item() == pytest.approx(
+        torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-10)
+    assert lipschitz_bound(conv, (2, 8, 8)).item() != pytest.approx(
+        lipschitz_bound(conv, (2, 4, 4)).item(), rel=1e-6)  # another input, another map
+
+
 @given(seeds, st.floats(1e-3, 0.5), st.integers(2, 40), st.floats(0.5, 3.0))
 def test_duality_bound_for_clipped_critics(seed, c, n, spread):
     """E f(real) − E f(fake) ≤ K·W1(real, fake) for any clipped critic and any clouds."""
