@@ -26,7 +26,7 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python slogan.py --lambda 10                   # SLOGAN on the swiss roll (~4 min on 2 cores)
     python slogan.py --two-sided --lambda 0.1      # semi-improved training (also try 1 and 10)
     python slogan.py --pairs all                   # the one-sided quotient on all B² pairs
-    python slogan.py --data digits                 # 8×8 digits, 2000 iterations (~4 min)
+    python slogan.py --data digits                 # 8×8 digits, 2000 iterations (~5 min)
     python slogan.py --dim 512 --iters 100000      # gan_toy.py's full toy setting
     python slogan.py --fixed-generator             # train the critic alone against real + N(0, I)
     python slogan.py --iters 40 --dim 32 --eval-every 20       # a quick check on the CPU

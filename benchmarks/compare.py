@@ -57,8 +57,8 @@ GRID = [
     ("slogan-allpairs-l10", "slogan", ["--pairs", "all", "--lambda", "10"]),
 ]
 # On the digits, one configuration per constraint at its source's λ, plus SLOGAN's all-pairs
-# quotients (seed 02 of SLOGAN's source asks whether they help on real data); the all-pairs
-# configuration runs on the digits only (on the toys: benchmarks/open_questions.py, Q3).
+# quotients (the 2017-05-29 Lernapparat post asks whether testing more pairs helps on real
+# problems); those run on the digits only (on the toys: benchmarks/open_questions.py, Q3).
 ON_DIGITS = ["slogan-l10", "slogan-allpairs-l10", "gp-onesided-l10", "gp-twosided-l10",
              "quotient-twosided-l1", "dragan-paper", "dragan-wgan-l10", "prodgan-wgan-l10",
              "wgan-clip", "c-transform"]
