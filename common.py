@@ -321,11 +321,7 @@ def distance_stats(name: str, critic, device, n: int = 4096) -> dict:
     g = torch.Generator().manual_seed(1234)
     x = (torch.rand(n, 2, generator=g) * 5 - 2.5).to(device)
     d = distance_to_data(name, x)
-    with torch.enable_grad():
-        xr = x.clone().requires_grad_(True)
-        f = critic(xr).reshape(-1)
-        (grad,) = torch.autograd.grad(f.sum(), xr)
-    f, gn = f.detach().cpu().double(), grad.norm(dim=1).cpu().double()
+    f, gn = critic_and_grad_norm(critic, x)
     inside = d <= BAND
     fi, di = f[inside] - f[inside].mean(), -d[inside] + d[inside].mean()
     corr = (fi * di).sum() / (fi.norm() * di.norm()).clamp(min=1e-300)
@@ -361,6 +357,17 @@ REAL_COLOUR, FAKE_COLOUR = "#f28e2b", "#2ca02c"  # orange real, green generated,
 GRID_EXTENT, GRID_SIZE = 3.0, 128
 
 
+def critic_and_grad_norm(critic, x: torch.Tensor):
+    """f(x) and ‖∇f(x)‖ (over all non-batch dimensions) at the points x, as float64 CPU
+    tensors of shape (N,); ‖∇f‖ = 0 for a critic that ignores its input."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        f = critic(x).reshape(-1)
+        (g,) = torch.autograd.grad(f.sum(), x, allow_unused=True)
+    g = torch.zeros_like(x) if g is None else g
+    return f.detach().cpu().double(), g.flatten(1).norm(dim=1).cpu().double()
+
+
 def critic_grid(critic, device="cpu", extent: float = GRID_EXTENT, size: int = GRID_SIZE):
     """Evaluate the critic and ‖∇f‖ on a size×size grid over [-extent, extent]².
 
@@ -372,15 +379,9 @@ def critic_grid(critic, device="cpu", extent: float = GRID_EXTENT, size: int = G
     xs = np.linspace(-extent, extent, size)
     X, Y = np.meshgrid(xs, xs, indexing="xy")
     pts = torch.tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=torch.float32,
-                       device=device, requires_grad=True)
-    with torch.enable_grad():
-        out = critic(pts).reshape(-1)
-        (grad,) = torch.autograd.grad(out.sum(), pts, allow_unused=True)
-    if grad is None:  # a critic that ignores its input
-        grad = torch.zeros_like(pts)
-    F = out.detach().cpu().double().numpy().reshape(size, size)
-    G = grad.norm(dim=1).cpu().double().numpy().reshape(size, size)
-    return X, Y, F, G
+                       device=device)
+    F, G = critic_and_grad_norm(critic, pts)
+    return X, Y, F.numpy().reshape(size, size), G.numpy().reshape(size, size)
 
 
 def _scatter(ax, pts, colour, label):
@@ -401,20 +402,26 @@ def _draw_levels(ax, X, Y, F, real, fake):
     return cf
 
 
-def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
-                     extent: float = GRID_EXTENT) -> str:
-    """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels
-    is a list of (panel title, critic, real, fake); each panel shows level sets and samples."""
-    n = len(panels)
+def _panel_grid(n: int, ncols: int, width: float, height: float):
+    """A figure of n panels, ncols to a row (fewer if n is smaller), the unused ones blanked;
+    returns (figure, the n axes, ncols)."""
     if n == 0:
         raise ValueError("no panels to draw")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(3.6 * ncols, 3.7 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.ravel()[n:]:
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
         ax.axis("off")
-    for ax, (name, critic, real, fake) in zip(axes.ravel(), panels):
+    return fig, axes[:n], ncols
+
+
+def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
+                     extent: float = GRID_EXTENT) -> str:
+    """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels
+    is a list of (panel title, critic, real, fake); each panel shows level sets and samples."""
+    fig, axes, ncols = _panel_grid(len(panels), ncols, 3.6, 3.7)
+    for ax, (name, critic, real, fake) in zip(axes, panels):
         params = list(critic.parameters()) if hasattr(critic, "parameters") else []
         X, Y, F, _ = critic_grid(critic, device=params[0].device if params else "cpu",
                                  extent=extent)
@@ -501,15 +508,6 @@ def _show_digits(ax, images, title: str, ncols: int = 8) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def _critic_and_grad(critic, x):
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        f = critic(x).reshape(-1)
-        (g,) = torch.autograd.grad(f.sum(), x, allow_unused=True)
-    g = torch.zeros_like(x) if g is None else g
-    return f.detach().cpu().double().numpy(), g.flatten(1).norm(dim=1).cpu().double().numpy()
-
-
 def plot_digits(critic, real, fake, path: str, title: str = "", n_show: int = 64) -> str:
     """What the critic makes of digits: n_show real and n_show generated digits, each ordered
     by the critic's score (highest first, read row by row), then the histograms of f and of
@@ -521,7 +519,7 @@ def plot_digits(critic, real, fake, path: str, title: str = "", n_show: int = 64
     if fake is not None:
         sets += [("generated", fake, FAKE_COLOUR),
                  ("between (x̂)", t * real + (1 - t) * fake[: len(real)], "#7f7f7f")]
-    scores = {name: _critic_and_grad(critic, x) for name, x, _ in sets}
+    scores = {name: [v.numpy() for v in critic_and_grad_norm(critic, x)] for name, x, _ in sets}
     fig = Figure(figsize=(15, 4.3), layout="constrained")
     axes = fig.subplots(1, 4, width_ratios=[1, 1, 1.15, 1.15])
     for ax, (name, x, _) in zip(axes[:2], sets[:2]):
@@ -550,16 +548,8 @@ def plot_digits(critic, real, fake, path: str, title: str = "", n_show: int = 64
 def plot_digit_grid(panels, path: str, title: str = "", ncols: int = 4) -> str:
     """Several sets of digits side by side (panels: a list of (panel title, images
     (N, 1, H, W))), each shown as a tile of up to 64: e.g. one panel per method."""
-    n = len(panels)
-    if n == 0:
-        raise ValueError("no panels to draw")
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(3.3 * ncols, 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    for ax, (name, images) in zip(axes.ravel(), panels):
+    fig, axes, ncols = _panel_grid(len(panels), ncols, 3.3, 3.6)
+    for ax, (name, images) in zip(axes, panels):
         _show_digits(ax, images[:64], name)
     if title:
         fig.suptitle(title, fontsize=12 if ncols >= 3 else 9, wrap=True)

@@ -1,5 +1,6 @@
 """Tests of the digits path of common.py: the loader, its splits and sampler, exact W1 on
 images, class coverage, the collapsed baselines and the digit figures."""
+import os
 import socket
 
 import numpy as np
@@ -102,9 +103,8 @@ def test_w1_on_images_is_w1_on_their_pixels():
 def test_classifier_is_right_on_held_out_digits():
     x, y = common.digits("test")
     assert (common.classify_digits(x) == y).float().mean() > 0.97
-    xtr, ytr = common.digits("train")
-    assert torch.equal(common.classify_digits(xtr), ytr) or \
-        (common.classify_digits(xtr) == ytr).float().mean() > 0.995  # duplicate images aside
+    xtr, ytr = common.digits("train")  # each its own nearest neighbour, duplicates aside
+    assert (common.classify_digits(xtr) == ytr).float().mean() > 0.995
 
 
 def test_class_coverage_of_real_digits_is_near_uniform():
@@ -187,7 +187,6 @@ def test_montage_places_each_image_in_its_tile():
 def _is_png(path, min_size=20_000):
     with open(path, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
-    import os
     assert os.path.getsize(path) > min_size
 
 
