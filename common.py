@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import inspect
 import json
 import math
 import os
@@ -136,7 +137,7 @@ def _digits(device: str, dtype: torch.dtype):
 def digits(split: str = "train", device="cpu", dtype: torch.dtype = torch.float32):
     """(images (N, 1, 8, 8) in [0, 1], labels (N,)) of the digits' training (1285) or held-out
     (512) split, on `device`. The same tensors on every call: do not modify them."""
-    return _digits(str(torch.device(device)), dtype)[split]
+    return _digits(str(indexed(device)), dtype)[split]
 
 
 def centres(name: str) -> np.ndarray | None:
@@ -706,10 +707,13 @@ def flat_grad(loss, params) -> torch.Tensor:
                       for g, p in zip(grads, params)])
 
 
-def step_stats(columns, total: torch.Tensor, n: int, seconds: float) -> dict:
-    """Means of the training step's outputs summed over n iterations (the one host sync per
-    evaluation), and the milliseconds per iteration."""
+def step_stats(columns, total: torch.Tensor, n: int, since: float) -> dict:
+    """Means of the training step's outputs summed over n iterations, and the milliseconds per
+    iteration since the time `since`. The clock is read after the means reach the host: that
+    copy is the one sync per evaluation, so the time counts the queued GPU work, not only how
+    fast the host launched it."""
     means = (total / max(n, 1)).tolist()
+    seconds = time.time() - since
     return {**dict(zip(columns, means)), "ms_per_iter": 1000 * seconds / n if n else math.nan}
 
 
@@ -759,10 +763,9 @@ def write_json(path: str, obj) -> None:
 
 def versions(device) -> dict:
     import matplotlib
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "matplotlib": matplotlib.__version__,
-            "device": str(device), "device_name": name or platform.machine(),
+            "device": str(device), "device_name": device_name(device),
             "cpu_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
@@ -784,24 +787,71 @@ def fmt_time(s: float) -> str:
 # Running a script: device, run folder, console, signals, CUDA graphs. None of it is a method;
 # every script runs the same way, so it lives here once.
 # --------------------------------------------------------------------------------------------
+def indexed(device) -> torch.device:
+    """The device with its index: 'cuda' becomes cuda:<current device>, so that every
+    torch.cuda call, cache key and log line names one GPU ('cuda' and 'cuda:0' are the same
+    card but not the same key; torch.cuda.set_device refuses an index-less device, and
+    torch 2.3–2.4's mem_get_info too). CPU stays 'cpu'."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu") if device.type == "cpu" else device
+
+
 def pick_device(name: str) -> torch.device:
-    """'auto' (CUDA if there is one), 'cpu', 'cuda' or 'cuda:N', checked by placing a tensor on
-    it; ValueError with a one-line reason otherwise."""
+    """Set up the device a run asks for: 'auto' (CUDA if there is one), 'cpu', 'cuda' or
+    'cuda:N'. A CUDA device comes back indexed (see `indexed`), made the current device (streams
+    and CUDA graphs are made on it) and checked by asking it for its memory, the first call that
+    reaches the driver; ValueError with a one-line reason otherwise. Every script and benchmark
+    sets its device up here and nowhere else."""
     try:
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                              if name == "auto" else name)
-        if device.type not in ("cpu", "cuda"):
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cpu":
+            return torch.device("cpu")
+        if device.type != "cuda":
             raise ValueError(f"the scripts run on cpu or cuda, not {device.type}")
-        torch.zeros(1, device=device)
+        if not torch.cuda.is_available():
+            raise ValueError(f"CUDA is not available here (torch {torch.__version__}"
+                             f"{'' if torch.backends.cuda.is_built() else ', a CPU-only build'})")
+        n = torch.cuda.device_count()
+        device = indexed(device)
+        if device.index >= n:
+            raise ValueError(f"there is no {device}: this machine has {n} CUDA device"
+                             f"{'s' if n != 1 else ''} (cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")
+        torch.cuda.set_device(device)
+        torch.cuda.mem_get_info(device)  # a device that cannot be used fails here, not mid-run
     except (RuntimeError, ValueError, AssertionError) as e:
         raise ValueError((str(e) or type(e).__name__).strip().splitlines()[0]) from None
     return device
 
 
+def device_name(device: torch.device) -> str:
+    """What a table says the run ran on: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(indexed(device))
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def graph_wanted(device: torch.device, no_cuda_graph: bool, optimizer: type) -> bool:
+    """Whether the training step is captured into a CUDA graph: on CUDA unless --no-cuda-graph,
+    and only where the installed torch's `optimizer` can step inside one (capturable: RMSprop
+    has it from torch 2.4). Otherwise one line says why, and the run goes eagerly."""
+    if device.type != "cuda" or no_cuda_graph:
+        return False
+    if "capturable" not in inspect.signature(optimizer).parameters:
+        say(f"note: torch {torch.__version__}'s {optimizer.__name__} cannot step inside a CUDA "
+            f"graph (no capturable before torch 2.4): running eagerly, as --no-cuda-graph",
+            err=True)
+        return False
+    return True
+
+
 def memory_of(device: torch.device) -> int:
     """Bytes of memory the device has in all (the machine's RAM for the CPU)."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[1]
+        return torch.cuda.mem_get_info(indexed(device))[1]
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -874,33 +924,38 @@ class StopSignal:
             signal.signal(s, handler)
 
 
+class CaptureFailed(Exception):
+    """Capturing the training step into a CUDA graph failed. The run stops: a failed capture can
+    leave the capture stream current and the CUDA generator and allocator in states PyTorch
+    does not promise to recover from (CUDAGraph::reset), so going on in the same process is not
+    safe. The last checkpoint is good; --resume it with --no-cuda-graph."""
+
+
 class CudaGraphStep:
     """Wraps a training step step(n) -> tensor so that it is captured once into a CUDA graph and
     then replayed: a toy step is launch-bound, and a replay launches it all at once.
 
     The first `warmup` calls run eagerly on a side stream (real iterations, which also create the
     optimiser state); then torch.cuda.graph captures it, one graph per argument n (weight
-    clipping's 100- and 5-step iterations). If a capture fails, it says so in one line and stays
-    eager. The step must not sync with the host and its optimisers must be capturable.
+    clipping's 100- and 5-step iterations). A capture that fails raises CaptureFailed with a
+    one-line reason. The step must not sync with the host and its optimisers must be capturable.
     """
 
     def __init__(self, step, warmup: int = 3):
         self.step, self.warmup, self.side, self.graphs = step, warmup, torch.cuda.Stream(), {}
-        self.eager = False
 
     def __call__(self, n: int) -> torch.Tensor:
         g = self.graphs.setdefault(n, [self.warmup, None, None])  # [warm-ups left, graph, out]
-        if g[0] <= 0 and g[1] is None and not self.eager:
+        if g[0] <= 0 and g[1] is None:
             try:
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
                     out = self.step(n)
-                g[1], g[2] = graph, out
-            except Exception as e:  # a failed capture has not run the step: weights as before
-                say(f"CUDA graph capture failed ({type(e).__name__}: "
-                    f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); running eagerly",
-                    err=True)
-                self.eager = True
+            except Exception as e:
+                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise CaptureFailed(f"CUDA graph capture failed ({type(e).__name__}: {text})") \
+                    from e
+            g[1], g[2] = graph, out
         if g[1] is not None:
             g[1].replay()
             return g[2]
@@ -914,10 +969,23 @@ class CudaGraphStep:
 
 # Arguments and checkpoints ------------------------------------------------------------------
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the defaults in --help, and errors as one line with exit code 2."""
+    """argparse with the defaults in --help, and errors as one line with exit code 2. `check`,
+    if given, sees every parsed namespace and returns what is wrong with it (flags that are fine
+    one by one but not together), or None: whoever parses a script's flags (the script, a sweep,
+    a benchmark) gets the same verdict."""
 
-    def __init__(self, **kw):
+    def __init__(self, check=None, **kw):
         super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
+        self.check = check
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        if self.check is not None and all(hasattr(ns, a.dest) for a in self._actions
+                                          if a.dest != "help"):  # given_options' partial parse
+            problem = self.check(ns)
+            if problem:
+                self.error(problem)
+        return ns, rest
 
     def error(self, message):  # one line and exit code 2, without the usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -985,9 +1053,21 @@ def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
 
 
 def restore_rng(ckpt: dict, device) -> None:
+    """Restore the random streams a checkpoint saved. A checkpoint written on the CPU holds no
+    CUDA stream: resumed on a GPU, the CUDA generator gets a seed of its own from the run's seed
+    and iteration, so the noise of the first iterations is not drawn again."""
     torch.set_rng_state(ckpt["rng_cpu"])
-    if device.type == "cuda" and ckpt["rng_cuda"] is not None:
-        torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+    if device.type == "cuda":
+        if ckpt["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+        else:
+            torch.cuda.manual_seed(resume_seed(ckpt["args"]["seed"], ckpt["iteration"]))
+
+
+def resume_seed(seed: int, iteration: int) -> int:
+    """A seed for a random stream picked up at `iteration` with no saved state: a function of
+    the run's seed and the iteration, unlike the seed the run started from."""
+    return (seed * 6_364_136_223_846_793_005 + iteration * 1_442_695_040_888_963_407 + 1) % 2**63
 
 
 # Defaults that differ by dataset, where the command line does not set them: the digits'

@@ -282,12 +282,15 @@ def step_bytes(args) -> int:
 
 
 # ------------------------------------------------------------------------------ training step
+OPTIMIZER = torch.optim.Adam  # for G and the critic
+
+
 def make_optimizers(G, D, args, capturable: bool):
     """Adam for both, as in the WGAN-GP paper (lr 1e-4, betas (0.5, 0.9)). Capturable (the step
     count lives on the GPU) only where a CUDA graph replays the update: eager runs skip its cost."""
     kw = {"capturable": True} if capturable else {}
-    return (torch.optim.Adam(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
-            torch.optim.Adam(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
+    return (OPTIMIZER(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
+            OPTIMIZER(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
 
 
 def fake_batch(G, real, args, generator=None):
@@ -443,9 +446,7 @@ def parse(argv):
 # ------------------------------------------------------------------------------------ main loop
 def main(argv=None) -> int:
     args, ckpt, device = parse(argv)
-    use_graph = device.type == "cuda" and not args.no_cuda_graph
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # streams and graphs are made on the current device
+    use_graph = common.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
     torch.manual_seed(args.seed)
     G, D = (m.to(device) for m in make_models(args))
     opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
@@ -472,13 +473,13 @@ def main(argv=None) -> int:
     try:
         if start not in logged:
             last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device,
-                                common.step_stats(STEP_COLUMNS, acc, 0, 0.0), final=False)
+                                common.step_stats(STEP_COLUMNS, acc, 0, time.time()), final=False)
             mark = (it, time.time())
         while it < args.iters and not stop.signum:
             acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
             it += 1
             if it % args.eval_every == 0 or it == args.iters or stop.signum:
-                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], time.time() - mark[1])
+                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
                 last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats,
                                     final=it == args.iters or bool(stop.signum))
                 acc.zero_()
@@ -486,6 +487,9 @@ def main(argv=None) -> int:
         status = "interrupted" if stop.signum else "finished"
     except common.Diverged as e:
         status, why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
+    except common.CaptureFailed as e:  # not safe to go on in this process: stop, say how to resume
+        status, why = "capture_failed", f"{e}; continue without the graph: --resume " \
+            f"{os.path.join(run_dir, 'checkpoint.pt')} --no-cuda-graph"
     except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
         if not isinstance(e, MemoryError) and "memory" not in str(e):
             raise
@@ -506,10 +510,11 @@ def main(argv=None) -> int:
             f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}")
     common.write_json(os.path.join(run_dir, "summary.json"), {
         "status": status, "iteration": good, "wall_time_s": time.time() - t0, "run_dir": run_dir,
-        "method": method_name(args), "data": args.data, "final": last})
+        "method": method_name(args), "data": args.data, "why": why or None, "final": last})
     say(f"[{SCRIPT}] {status} in {common.fmt_time(time.time() - t0)} · run folder: {run_dir}")
     lock.close()
-    return {"finished": 0, "diverged": 1, "out_of_memory": 1}.get(status, 128 + (stop.signum or 2))
+    return {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1}.get(
+        status, 128 + (stop.signum or 2))
 
 
 if __name__ == "__main__":

@@ -178,6 +178,24 @@ def finished_summary(folder):
     return None
 
 
+def ran_on(ended) -> str:
+    """Where the runs of the tables ran, as each run's config.json recorded it: an --device auto
+    run may have used a GPU, and cuda:1 is not cuda:0."""
+    seen = []
+    for s in ended:
+        try:
+            with open(os.path.join(s["folder"], "config.json")) as fh:
+                v = json.load(fh)["versions"]
+            where = f"{v['device_name']} ({v['device']}, torch {v['torch']}"
+            where += f", {v['cpu_threads']} CPU thread{'s' if v['cpu_threads'] != 1 else ''})" \
+                if v["device"] == "cpu" else ")"
+        except (TypeError, OSError, ValueError, KeyError):  # no run, or an older config
+            continue
+        if where not in seen:
+            seen.append(where)
+    return "; ".join(seen) if seen else "no run that ended"
+
+
 def run_one(run, out, env):
     key, _, script, flags, *_ = run
     folder = os.path.join(out, "runs", key)
@@ -397,11 +415,7 @@ def main(argv=None):
         print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
               f"cover the {done} that are; the same command without --no-run resumes", flush=True)
     table, fixed = summarise(runs, a.out)
-    import platform
-    import torch
-    where = (f"{torch.cuda.get_device_name(0)}" if a.device.startswith("cuda") else
-             f"CPU, {os.cpu_count()} cores, {platform.machine()}") + f", torch {torch.__version__}"
-    note = (f"Ran on {where}; this call took {(time.time() - t) / 60:.0f} min "
+    note = (f"Ran on {ran_on(ended)}; this call took {(time.time() - t) / 60:.0f} min "
             f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
             f"their wall times add up to {run_minutes:.0f} min.")
     kept = [f for f, new in (("results.md", table), ("fixed.md", fixed))

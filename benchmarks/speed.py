@@ -6,6 +6,7 @@ The eager path uses plain optimisers, the graph path capturable ones, as the scr
 
     python benchmarks/speed.py                          # wgan_gp, batch 256, widths 128 and 512
     python benchmarks/speed.py --script slogan --dims 128
+    python benchmarks/speed.py --data digits            # the convolutional critic on 8×8 digits
     python benchmarks/speed.py --script slogan -- --pairs all     # flags for the script after --
 """
 import functools
@@ -25,7 +26,7 @@ SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
 
 def time_path(mod, args, device, graph, iters, warmup):
     torch.manual_seed(0)
-    G, D = mod.mlp(2, args.dim, 2).to(device), mod.Critic(args.dim).to(device)
+    G, D = (m.to(device) for m in mod.make_models(args))  # the script's own: MLPs or convolutions
     opt_g, opt_d = mod.make_optimizers(G, D, args, capturable=graph)
     step = functools.partial(mod.train_step, G, D, opt_g, opt_d, args)
     run = common.CudaGraphStep(step) if graph else step
@@ -42,11 +43,15 @@ def time_path(mod, args, device, graph, iters, warmup):
     return 1000 * (time.perf_counter() - t) / iters
 
 
-def main(argv=None):
+def parse(argv=None):
+    """The arguments and the device, set up as the scripts set theirs up (common.pick_device),
+    or a one-line error and exit 2."""
     p = common.ArgumentParser(prog="speed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--script", choices=SCRIPTS, default="wgan_gp", help="method script to time")
     p.add_argument("--dims", type=common.number(int, 1), nargs="+", default=[128, 512],
                    help="hidden widths")
+    p.add_argument("--data", choices=common.DATASETS, default="swissroll",
+                   help="a 2-D toy (MLPs) or digits (the scripts' convolutional models)")
     p.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
     p.add_argument("--n-critic", type=common.number(int, 1), default=5,
                    help="critic steps per generator step")
@@ -61,27 +66,35 @@ def main(argv=None):
         device = common.pick_device(a.device)
     except ValueError as e:
         p.error(f"--device {a.device!r}: {e}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    return a, device
+
+
+def main(argv=None):
+    a, device = parse(argv)
     import importlib
     mod = importlib.import_module(a.script)
     parser = mod.build_parser()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{a.script}.py on {name} ({device}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, batch {a.batch}, {a.n_critic} critic steps"
-          + (f", {' '.join(a.script_args)}" if a.script_args else ""))
+    use_graph = common.graph_wanted(device, False, mod.OPTIMIZER)
+    print(f"{a.script}.py on {common.device_name(device)} ({device}), torch {torch.__version__},"
+          f" {torch.get_num_threads()} CPU threads, {a.data}, batch {a.batch}, {a.n_critic} "
+          f"critic steps" + (f", {' '.join(a.script_args)}" if a.script_args else ""))
     print(f"{'width':>6} {'eager ms/it':>12} {'graph ms/it':>12} {'speed-up':>9}", flush=True)
     for dim in a.dims:
-        args = parser.parse_args(["--dim", str(dim), "--batch", str(a.batch),
+        args = parser.parse_args(["--dim", str(dim), "--batch", str(a.batch), "--data", a.data,
                                   "--n-critic", str(a.n_critic), *a.script_args])
         if hasattr(mod, "fill_loss_defaults"):
             mod.fill_loss_defaults(args)
         eager = time_path(mod, args, device, False, a.iters, a.warmup)
-        if device.type == "cuda":
-            graph = time_path(mod, args, device, True, a.iters, max(a.warmup, 4))
+        if use_graph:
+            try:
+                graph = time_path(mod, args, device, True, a.iters, max(a.warmup, 4))
+            except common.CaptureFailed as e:
+                print(f"{dim:>6} {eager:>12.2f} {'(failed)':>12}   {e}", flush=True)
+                return 1
             print(f"{dim:>6} {eager:>12.2f} {graph:>12.2f} {eager / graph:>8.1f}x", flush=True)
         else:
-            print(f"{dim:>6} {eager:>12.2f} {'(no CUDA)':>12} {'':>9}", flush=True)
+            why = "(no graph)" if device.type == "cuda" else "(no CUDA)"
+            print(f"{dim:>6} {eager:>12.2f} {why:>12} {'':>9}", flush=True)
     return 0
 
 

@@ -4,11 +4,20 @@
 with a bounded number of examples and no deadline (a 2-core machine is slow and noisy).
 Otherwise the faster "dev" profile. HYPOTHESIS_PROFILE overrides either.
 """
+import functools
+import importlib
 import os
 import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# pytest-xdist runs one worker per core: one thread each, or torch's threads of the workers (and
+# of the runs they spawn) fight over the cores and every test slows down several times.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -25,6 +34,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "full_evaluation: evaluate runs at the scripts' sizes")
+    config.addinivalue_line("markers", "real_figures: render figures to real PNG files")
+
+
+SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
+SMALL_EVAL, SMALL_DISTANCE = 256, 512
+
+
+@pytest.fixture(autouse=True)
+def small_evaluation(request, monkeypatch):
+    """Runs made in the test process evaluate on SMALL_EVAL points, one draw, and test
+    distance-likeness on SMALL_DISTANCE points: the same code as the scripts' 3 draws of 1024 and
+    4096 points, at a fortieth of the cost (exact W1 on 1024 points takes ~0.2 s, and a test run
+    evaluates several times). A test marked full_evaluation keeps the scripts' sizes; runs in
+    subprocesses always do."""
+    if request.node.get_closest_marker("full_evaluation"):
+        return
+    import common
+    for name in SCRIPTS:
+        mod = importlib.import_module(name)
+        monkeypatch.setattr(mod, "N_EVAL", SMALL_EVAL)
+        monkeypatch.setattr(mod, "N_EVAL_DRAWS", 1)
+    monkeypatch.setattr(common, "distance_stats",
+                        functools.partial(common.distance_stats, n=SMALL_DISTANCE))
 
 
 @pytest.fixture
@@ -32,3 +65,22 @@ def cuda_only():
     import torch
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
+
+
+PLACEHOLDER_PNG = b"\x89PNG\r\n\x1a\n(placeholder: drawn, not rendered)"
+
+
+@pytest.fixture(autouse=True)
+def fast_figures(request, monkeypatch):
+    """Figures are drawn (every plotting call runs) but not rendered: Figure.savefig writes a
+    placeholder. Rendering (constrained layout, rasterising, PNG) costs ~0.6 s a figure and a
+    test run writes several; tests whose subject is a figure are marked real_figures (the
+    figure tests, one run of every script on every dataset, the comparison's grids)."""
+    if request.node.get_closest_marker("real_figures"):
+        return
+    from matplotlib.figure import Figure
+
+    def savefig(self, fname, **kw):
+        with open(fname, "wb") as fh:
+            fh.write(PLACEHOLDER_PNG)
+    monkeypatch.setattr(Figure, "savefig", savefig)

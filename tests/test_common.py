@@ -15,6 +15,8 @@ from scipy.spatial import cKDTree
 
 import common
 
+pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
+
 S2 = 1 / math.sqrt(2)
 SPEC = {
     "8gaussians": dict(
@@ -299,6 +301,7 @@ def test_nn_ratio_tells_a_sampler_from_a_collapsed_generator(name):
     assert "nn_ratio" in stats and (("modes" in stats) == (name != "swissroll"))
 
 
+@pytest.mark.full_evaluation
 @pytest.mark.parametrize("name", common.TOYS)
 def test_distance_stats_recognise_the_distance_itself(name):
     """f = −d (the distance to the noiseless data, an Eikonal solution): correlation 1 with −d

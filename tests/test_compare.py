@@ -9,6 +9,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "benchmarks"))
 import compare  # noqa: E402
 
+pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
+
 TINY = ["--only", "slogan-l10", "gp-onesided-l10", "--data", "swissroll", "--seeds", "0",
         "--iters", "2", "--dim", "8", "--jobs", "2", "--extra", "--batch", "16", "--n-critic", "1"]
 

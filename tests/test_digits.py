@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 import common
 
+pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
+
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)

@@ -4,6 +4,7 @@ checkpoints, resumes after a crash at the worst moment. Every script, the same b
 """
 import csv
 import importlib
+import io
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import common
-from test_scripts import ROOT, SCRIPTS, quick, run_dirs, run_main
+from test_scripts import PROCESS, ROOT, SCRIPTS, quick, run_dirs, run_main
 
 
 def strict_json(path):
@@ -184,12 +185,12 @@ def test_resume_after_ctrl_c_in_the_first_evaluation(script, tmp_path, capsys, m
             super().__init__()
             self.signum = signal.SIGINT
 
-    monkeypatch.setattr(common, "StopSignal", AskedAtOnce)
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, quick(script) + ["--iters", "4", "--eval-every", "2", "--out",
-                                                  out], capsys)
+    with monkeypatch.context() as m:
+        m.setattr(common, "StopSignal", AskedAtOnce)
+        code, cap = run_main(script, quick(script) + ["--iters", "4", "--eval-every", "2",
+                                                      "--out", out], capsys)
     assert code == 130 and "interrupted at iteration 0" in cap.out
-    monkeypatch.undo()
     (d,) = run_dirs(out)
     assert run_main(script, ["--resume", d], capsys)[0] == 0
     assert iters_logged(d) == [0, 2, 4]
@@ -237,16 +238,8 @@ def _spawn(script, out, env=None, **kw):
         env=env, text=True, **kw)
 
 
-# What a signal or a vanished reader does is decided in common.py (StopSignal, say), which every
-# script calls from the same lines (tests/test_layout.py checks that); Ctrl-C itself is tested
-# for every script in test_scripts.py. These two subprocess tests run on two scripts to keep
-# the suite within its time.
-PLUMBING = ["wgan_gp", "wgan_ct"]
-
-
-@pytest.mark.parametrize("script", PLUMBING)
-def test_sigterm_stops_like_ctrl_c(script, tmp_path):
-    out = str(tmp_path / "runs")
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    script, out = PROCESS["sigterm"], str(tmp_path / "runs")
     proc = _spawn(script, out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen, deadline = "", time.time() + 120
     while "it      0/" not in seen and time.time() < deadline:
@@ -262,13 +255,12 @@ def test_sigterm_stops_like_ctrl_c(script, tmp_path):
                       weights_only=True)["iteration"] > 0
 
 
-@pytest.mark.parametrize("script", PLUMBING)
-def test_a_closed_pipe_does_not_kill_the_run(script, tmp_path):
+def test_a_closed_pipe_does_not_kill_the_run(tmp_path):
     """`python script.py | head -2`: the reader goes away, the run goes on to the end."""
-    out = str(tmp_path / "runs")
+    script, out = PROCESS["closed_pipe"], str(tmp_path / "runs")
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, script + ".py"), *quick(script), "--iters", "6",
-         "--eval-every", "2", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
+        [sys.executable, os.path.join(ROOT, script + ".py"), *quick(script), "--iters", "2",
+         "--eval-every", "1", "--out", out], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     proc.stdout.readline()
     proc.stdout.close()  # as head does after its lines
@@ -280,7 +272,26 @@ def test_a_closed_pipe_does_not_kill_the_run(script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_a_console_without_unicode(script, tmp_path):
+def test_a_console_without_unicode_in_process(script, tmp_path, monkeypatch):
+    """stdout and stderr as a cp1252 console has them (strict errors): --help and a run print
+    their λ, ‖∇f‖ and ε escaped instead of raising."""
+    streams = {}
+    for name in ("stdout", "stderr"):
+        streams[name] = io.TextIOWrapper(io.BytesIO(), encoding="cp1252", errors="strict")
+        monkeypatch.setattr(sys, name, streams[name])
+    mod = importlib.import_module(script)
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+    out = str(tmp_path / "runs")
+    assert mod.main(quick(script) + ["--iters", "1", "--eval-every", "1", "--out", out]) == 0
+    streams["stdout"].flush()
+    text = streams["stdout"].buffer.getvalue().decode("cp1252")
+    assert "--lr" in text and "finished" in text and "\\u" in text  # something was escaped
+
+
+def test_a_console_without_unicode(tmp_path):
+    script = PROCESS["console"]
     env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
     r = subprocess.run([sys.executable, os.path.join(ROOT, script + ".py"), "--help"], cwd=ROOT,
                        env=env, capture_output=True, timeout=120)

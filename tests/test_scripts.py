@@ -25,6 +25,13 @@ SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
 QUICK_ALL = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
 # Weight clipping's warm-up schedule (100 critic steps per iteration) is tested on its own.
 EXTRA = {"wgan_clip": ["--no-warmup-schedule"]}
+# What a signal, a vanished reader or a console does is decided in common.py (StopSignal, say),
+# which every script calls from the same lines (tests/test_layout.py checks that). Signals and
+# consoles are tested in this process for every script; each test that needs a process of its
+# own (its exit code, a real pipe, a real console) runs on one script, a different one each, to
+# keep the suite within its time (a subprocess run costs ~8 s of imports and full evaluations).
+PROCESS = {"ctrl_c": "wgan_gp", "sigterm": "wgan_ct", "closed_pipe": "slogan",
+           "console": "dragan"}
 
 
 def quick(script):
@@ -45,7 +52,9 @@ def run_dirs(out):
     return sorted(glob.glob(os.path.join(out, "*")))
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.real_figures
+@pytest.mark.parametrize("script", [pytest.param("wgan_gp", marks=pytest.mark.full_evaluation),
+                                    *SCRIPTS[1:]])  # one at the scripts' evaluation sizes
 @pytest.mark.parametrize("data", common.DATASETS)
 def test_run_writes_every_output(script, data, tmp_path, capsys):
     out = str(tmp_path / "runs")
@@ -54,9 +63,11 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
     assert code == 0, cap.err
     (d,) = run_dirs(out)
     assert os.path.basename(d).startswith(f"{script}-{data}-s0-")
-    for f in ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "curves.png",
-              "critic_000000.png", "critic_000003.png", "critic_final.png"):
+    for f in ("config.json", "metrics.csv", "checkpoint.pt", "summary.json"):
         assert os.path.getsize(os.path.join(d, f)) > 0, f
+    for f in ("curves.png", "critic_000000.png", "critic_000003.png", "critic_final.png"):
+        with open(os.path.join(d, f), "rb") as fh:  # a rendered PNG, not a stub
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(fh.name) > 10_000, f
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     assert [int(r["iter"]) for r in rows] == [0, 3, 6]
     need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "nn_ratio", "grad_norm_mean",
@@ -98,8 +109,9 @@ def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
     g0 = mod.mlp(2, 16, 2).state_dict()  # the generator as initialised from the seed
     assert all(torch.equal(g0[k], ck["G"][k]) for k in g0)
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
-    # fake = real + N(0, I): W1 is about that of adding unit noise, far above the floor
-    assert float(rows[-1]["w1"]) > 5 * float(rows[-1]["w1_floor"])
+    # fake = real + N(0, I): W1 is about that of adding unit noise, far above the floor (at the
+    # tests' 256 evaluation points the floor is 0.15, W1 0.63; at 1024 points 0.09 and 0.63)
+    assert float(rows[-1]["w1"]) > 3 * float(rows[-1]["w1_floor"])
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -192,8 +204,35 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path):
+def test_ctrl_c_writes_checkpoint_and_figures(script, tmp_path, capsys, monkeypatch):
+    """A real SIGINT to this process, from inside the third training step: the iteration ends,
+    then checkpoint, figures and summary are written and main returns 130."""
+    mod = importlib.import_module(script)
+    real_step, calls = mod.train_step, {"n": 0}
+
+    def step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(mod, "train_step", step)
     out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--iters", "100000", "--eval-every", "100000",
+                                                  "--out", out], capsys)
+    assert code == 130, cap.err
+    assert "interrupted at iteration 3" in cap.out and "--resume" in cap.out
+    (d,) = run_dirs(out)
+    ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
+    assert ck["iteration"] == 3
+    for f in ("critic_final.png", "curves.png"):
+        assert os.path.exists(os.path.join(d, f))
+    assert json.load(open(os.path.join(d, "summary.json")))["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_ctrl_c_to_the_process_exits_130(tmp_path):
+    script, out = PROCESS["ctrl_c"], str(tmp_path / "runs")
     proc = subprocess.Popen(
         [sys.executable, "-u", os.path.join(ROOT, script + ".py"), *quick(script),
          "--iters", "100000", "--eval-every", "100000", "--out", out], cwd=ROOT,
@@ -252,6 +291,7 @@ def _cuda_run(script, extra, out, capsys, iters=30, resume=None):
     return d, _params(os.path.join(d, "checkpoint.pt"))
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize("script,extra", [c for c in GRAPH_CASES if c[0] in SCRIPTS],
                          ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_cuda_graph_matches_eager(script, extra, tmp_path, capsys, cuda_only):
@@ -300,12 +340,3 @@ def test_method_variants_run(script, extra, tmp_path, capsys):
                 str(got) == value or float(got) == float(value)
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     assert float(rows[-1]["w1"]) > 0 and rows[-1]["iter"] == "2"
-
-
-def test_benchmark_runs(tmp_path):
-    """The speed benchmark runs (its figures are printed, not asserted: speed is no test)."""
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "speed.py"), "--dims",
-                        "8", "--iters", "2", "--batch", "16"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "ms/it" in r.stdout and "    8 " in r.stdout

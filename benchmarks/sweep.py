@@ -1,0 +1,227 @@
+"""What every sweep of the method scripts shares (benchmarks/compare.py, open_questions.py),
+whichever way it runs them: the identity of a run, finding its finished run again, resuming an
+interrupted one, checking the input before anything runs, one sweep per output folder, and
+signals that reach every running child.
+
+A run is identified by its complete command: the script and every argument it resolves to
+(the script's own parser, with its data- and loss-dependent defaults). A finished run under
+<out>/runs/<key>/ is reused only if its config.json holds exactly those arguments; a run with
+other settings is reported in one line with the arguments that differ, and either run again
+into a new folder beside it (the default) or, with --refuse-mismatch, the sweep stops with exit
+2 before running anything. Tables are built only from runs that match.
+"""
+from __future__ import annotations
+
+import glob
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+# Arguments that do not change what a run computes, and so do not make it another run.
+NOT_IDENTITY = {"out", "resume", "eval_every", "no_cuda_graph"}
+# Arguments a sweep sets itself: --extra may not set them.
+SWEEP_SETS = {"--out", "--resume", "--data", "--seed", "--device", "--fixed-generator"}
+
+
+def resolved_args(script: str, flags: list) -> dict:
+    """Every argument of `script` run with `flags`, as the script resolves them (its defaults,
+    per-data defaults, DRAGAN's loss-dependent ones), less those that are no part of the run's
+    identity. ValueError with the script's one-line message for flags it refuses."""
+    mod = importlib.import_module(script)
+    parser = mod.build_parser()
+    errors = []
+    parser.error = errors.append  # one line, instead of exiting
+    parser.exit = lambda status=0, message=None: errors.append(message or "")
+    try:
+        args, _ = common.parse_or_resume(parser, list(flags), script, set())
+    except Exception:  # argparse goes on after error() returns; what it raises then is moot
+        args = None
+    if errors or args is None:
+        raise ValueError(f"{script}.py {' '.join(flags)}: {(errors or ['refused'])[0].strip()}")
+    if hasattr(mod, "fill_loss_defaults"):
+        mod.fill_loss_defaults(args)
+    return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
+
+
+def _read_json(path):
+    """A JSON object from path, or None for a file that is missing, damaged or not ours."""
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def differences(want: dict, got: dict) -> str:
+    """The arguments that differ, as flags: '--iters 20 (asked 40), --dim 16 (asked 32)'."""
+    keys = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    return ", ".join(f"--{k.replace('_', '-')} {got.get(k)} (asked {want.get(k)})" for k in keys)
+
+
+class Found:
+    """What a run folder <out>/runs/<key> holds for one planned run."""
+
+    def __init__(self, done=None, resumable=None, mismatched=(), foreign=0):
+        self.done = done              # the summary of the newest matching run that ended
+        self.resumable = resumable    # else the folder of a matching run that stopped midway
+        self.mismatched = list(mismatched)  # (folder, differences) of runs with other settings
+        self.foreign = foreign        # summary/config files that are not a run's
+
+
+def find(folder: str, want: dict) -> Found:
+    """Look through the runs in folder (each a subfolder with config.json) for one that ran
+    `want` (resolved_args of the planned command)."""
+    found = Found()
+    for cfg_path in sorted(glob.glob(os.path.join(folder, "*", "config.json")), reverse=True):
+        run_dir = os.path.dirname(cfg_path)
+        cfg = _read_json(cfg_path)
+        args = cfg.get("args") if cfg else None
+        if not isinstance(args, dict):
+            found.foreign += 1
+            continue
+        got = {k: v for k, v in args.items() if k not in NOT_IDENTITY}
+        if got != want:
+            found.mismatched.append((run_dir, differences(want, got)))
+            continue
+        summ = _read_json(os.path.join(run_dir, "summary.json"))
+        if os.path.exists(os.path.join(run_dir, "summary.json")) and (
+                summ is None or not isinstance(summ.get("status"), str)):
+            found.foreign += 1
+            continue
+        status = summ.get("status") if summ else None
+        if status in ("finished", "diverged"):
+            if found.done is None:
+                found.done = {**summ, "folder": run_dir}
+        elif found.resumable is None and found.done is None and \
+                os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
+            found.resumable = run_dir  # interrupted, or killed before its summary
+    return found
+
+
+def finished_summary(folder: str, want: dict):
+    """The summary of the newest run in folder that ran `want` and ended, or None."""
+    return find(folder, want).done
+
+
+def lock_out(out: str):
+    """Hold <out>/.sweep.lock for this process, or raise ValueError: two sweeps into one folder
+    would run the same runs twice and interleave their logs."""
+    fh = open(os.path.join(out, ".sweep.lock"), "a")
+    try:
+        import fcntl
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # not on Windows: there a sweep goes without the lock
+        pass
+    except OSError:
+        fh.close()
+        raise ValueError(f"another sweep is writing into {out} right now") from None
+    return fh
+
+
+def check_out(out: str) -> None:
+    """Make --out and check that files can be written there, or raise ValueError (before
+    anything is computed)."""
+    if not out:
+        raise ValueError("--out is empty: name a folder")
+    try:
+        os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--out {out!r}: cannot write there "
+                         f"({e.strerror or type(e).__name__})") from None
+
+
+def check_extra(extra: list, own_flags) -> None:
+    """--extra takes the rest of the command line: refuse it when it swallowed one of the
+    sweep's own options, or sets what the sweep sets for each run."""
+    for flag in extra:
+        name = flag.split("=")[0]
+        if name in own_flags:
+            raise ValueError(f"--extra takes everything after it, and it took {name}, an option "
+                             f"of the sweep: put --extra last")
+        if name in SWEEP_SETS:
+            raise ValueError(f"--extra may not set {name}: the sweep sets it for each run")
+
+
+def check_device(name: str) -> None:
+    """The device every run will use exists here (common.pick_device), or ValueError."""
+    common.pick_device(name)
+
+
+class Runner:
+    """Runs the method scripts as child processes, each in a session of its own, and forwards
+    a SIGINT or SIGTERM that reaches the sweep to every running child once (each then finishes
+    its iteration and writes its checkpoint); no new run starts after one."""
+
+    def __init__(self, env=None):
+        self.env, self.children, self.lock = env, set(), threading.Lock()
+        self.signum = None
+        self.old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self.old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum, frame):
+        first = self.signum is None
+        self.signum = signum
+        with self.lock:
+            children = list(self.children)
+        for p in children:
+            try:
+                os.kill(p.pid, signum if first else signal.SIGKILL)  # a second signal: at once
+            except ProcessLookupError:
+                pass
+
+    def run(self, run, out, want):
+        """Run (or resume) one planned run into <out>/runs/<key>/; returns (key, what
+        happened)."""
+        key, _, script, flags, *_ = run
+        folder = os.path.join(out, "runs", key)
+        if self.signum:
+            return key, "not started (interrupted)"
+        found = find(folder, want)
+        if found.done is not None:
+            return key, "skipped (done)"
+        os.makedirs(folder, exist_ok=True)
+        if found.resumable:
+            argv = ["--resume", found.resumable]
+            what = "resumed"
+        else:
+            argv, what = [*flags, "--out", folder], "ran"
+        t = time.time()
+        with open(os.path.join(folder, "log.txt"), "a") as log:
+            with self.lock:
+                if self.signum:
+                    return key, "not started (interrupted)"
+                p = subprocess.Popen([sys.executable, os.path.join(ROOT, script + ".py"), *argv],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=self.env, start_new_session=True)
+                self.children.add(p)
+            code = p.wait()
+            with self.lock:
+                self.children.discard(p)
+        return key, f"{what}: exit {code} in {time.time() - t:.0f} s"
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum if self.signum else None
