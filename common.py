@@ -712,9 +712,18 @@ def step_stats(columns, total: torch.Tensor, n: int, since: float) -> dict:
     iteration since the time `since`. The clock is read after the means reach the host: that
     copy is the one sync per evaluation, so the time counts the queued GPU work, not only how
     fast the host launched it."""
-    means = (total / max(n, 1)).tolist()
+    means = (total / n).tolist() if n else [math.nan] * len(columns)  # no step yet: no value
     seconds = time.time() - since
     return {**dict(zip(columns, means)), "ms_per_iter": 1000 * seconds / n if n else math.nan}
+
+
+def steps_diverged(row: dict, columns) -> bool:
+    """Whether a training step's mean in row is NaN or infinite (an evaluation before the first
+    step has no step values, all NaN, and is not a divergence)."""
+    values = [row[k] for k in columns]
+    if all(math.isnan(v) for v in values) and math.isnan(row["ms_per_iter"]):
+        return False
+    return not all(math.isfinite(v) for v in values)
 
 
 def append_metrics(path: str, row: dict) -> None:
@@ -728,7 +737,8 @@ def append_metrics(path: str, row: dict) -> None:
                            restval="")
         if new:
             w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else  # no value: empty
+                        f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def trim_metrics(path: str, upto: int) -> set:
@@ -1105,9 +1115,10 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
     except ValueError as e:
         parser.error(f"--resume: {e}")
     given = given_options(parser, argv) - {"resume"}
-    if given - resumable:
+    changed = {k for k in given - resumable if getattr(args, k) != ckpt["args"].get(k)}
+    if changed:  # repeating a value the run already has is no change
         parser.error("--resume continues a run as it was configured; it cannot change "
-                     + ", ".join("--" + k.replace("_", "-") for k in sorted(given - resumable)))
+                     + ", ".join("--" + k.replace("_", "-") for k in sorted(changed)))
     args = argparse.Namespace(**{**ckpt["args"], "resume": args.resume,
                                  **{k: getattr(args, k) for k in given}})
     if args.iters <= ckpt["iteration"]:

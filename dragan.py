@@ -37,7 +37,6 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -137,7 +136,7 @@ def generator_loss(f_fake: torch.Tensor, loss: str) -> torch.Tensor:
     return -f_fake.mean()
 
 
-def fill_loss_defaults(args):
+def resolve_defaults(args):
     """The paper's one critic step per generator step goes with the GAN loss; the WGAN loss
     trains its critic 5 times per generator step, so needs fewer generator iterations."""
     if args.n_critic is None:
@@ -222,8 +221,17 @@ def z_dim(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ arguments
+def check_args(a):
+    """What is wrong with flags that are fine one by one (the parser's check): a scale for a
+    perturbation that has none would be ignored silently."""
+    if a.perturb_scale is not None and a.perturb in ("none", "interpolate"):
+        return f"--perturb-scale has no effect with --perturb {a.perturb}: leave it out"
+    return None
+
+
 def build_parser() -> common.ArgumentParser:
-    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0],
+                              check=check_args)
     m = p.add_argument_group("method")
     m.add_argument("--lambda", dest="lam", type=common.number(float, 0), default=10.0,
                    help="penalty weight λ (the DRAGAN paper's 10)")
@@ -391,7 +399,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     and print a progress line. stats: the training step's means since the last evaluation."""
     row = {"iter": it, **stats}
     weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
-    if not (all(math.isfinite(row[k]) for k in STEP_COLUMNS) and torch.isfinite(weights).all()):
+    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
         raise common.Diverged("a loss or a weight")
     row.update(evaluate(G, D, args, device, it))
     gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
@@ -431,7 +439,7 @@ def parse(argv):
     common.robust_console()
     parser = build_parser()
     args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
-    fill_loss_defaults(args)
+    resolve_defaults(args)
     try:
         device = common.pick_device(args.device)
     except ValueError as e:

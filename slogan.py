@@ -35,7 +35,6 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -331,7 +330,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     and print a progress line. stats: the training step's means since the last evaluation."""
     row = {"iter": it, **stats}
     weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
-    if not (all(math.isfinite(row[k]) for k in STEP_COLUMNS) and torch.isfinite(weights).all()):
+    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
         raise common.Diverged("a loss or a weight")
     row.update(evaluate(G, D, args, device, it))
     gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure

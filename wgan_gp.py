@@ -28,7 +28,6 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -75,9 +74,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
 
 def lambda_at(args, progress):
     """λ, or with --lambda-from the geometric ramp λ₀·(λ/λ₀)^progress, progress ∈ [0, 1] the
-    share of the run done: a penalty that tightens as the critic converges. progress may be a
-    device tensor (the critic's step count), so that a CUDA graph replays the ramp instead of
-    freezing the λ it saw at capture."""
+    share of the ramp (--lambda-ramp) done: a penalty that tightens as the critic converges.
+    progress may be a device tensor (the critic's step count), so that a CUDA graph replays the
+    ramp instead of freezing the λ it saw at capture."""
     if args.lambda_from is None:
         return args.lam
     return args.lambda_from * (args.lam / args.lambda_from) ** progress.clamp(0, 1)
@@ -150,8 +149,26 @@ def z_dim(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ arguments
+def check_args(a):
+    """What is wrong with flags that are fine one by one (the parser's check)."""
+    if a.lambda_from is not None and a.lambda_from >= a.lam:
+        return (f"--lambda-from {a.lambda_from:g} must be below --lambda {a.lam:g}: the ramp "
+                f"grows λ from --lambda-from to --lambda")
+    if a.lambda_ramp is not None and a.lambda_from is None:
+        return "--lambda-ramp needs --lambda-from: without it λ is fixed"
+    return None
+
+
+def resolve_defaults(args):
+    """The ramp's length is fixed when a run starts (default: its --iters), so that resuming
+    with more --iters continues the ramp instead of stretching it (λ would fall back)."""
+    if args.lambda_from is not None and args.lambda_ramp is None:
+        args.lambda_ramp = args.iters
+
+
 def build_parser() -> common.ArgumentParser:
-    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0],
+                              check=check_args)
     m = p.add_argument_group("method")
     m.add_argument("--lambda", dest="lam", type=common.number(float, 0), default=10.0,
                    help="penalty weight λ (the paper's 10; gan_toy.py uses 0.1)")
@@ -159,6 +176,9 @@ def build_parser() -> common.ArgumentParser:
                    help="penalise only ‖∇f‖ > 1 (WGAN-LP) instead of any ‖∇f‖ ≠ 1")
     m.add_argument("--lambda-from", type=common.number(float, 0, lo_ok=False), default=None,
                    help="let λ grow geometrically from this value to --lambda over the run")
+    m.add_argument("--lambda-ramp", type=common.number(int, 1), default=None,
+                   help="generator iterations the ramp takes (default: --iters of the run's "
+                        "start); λ stays at --lambda after it")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
                    help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
@@ -231,7 +251,7 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     if args.lambda_from is not None:  # the ramp reads the critic's step count where it lives:
         p0 = opt_d.param_groups[0]["params"][0]  # on the GPU under a graph, else on the CPU,
         done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())  # whose 0-d
-        lam = lambda_at(args, done / (args.iters * args.n_critic))  # tensors kernels take by value
+        lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))  # kernels take by value
     for _ in range(n_critic):
         real = common.sample(args.data, args.batch, device)
         with torch.no_grad():
@@ -293,7 +313,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(D(f).mean() - D(r).mean(), params)
-        lam = lambda_at(args, torch.tensor(it / args.iters))
+        lam = lambda_at(args, torch.tensor(it / (args.lambda_ramp or 1)))
         g_pen = common.flat_grad(lam * gradient_penalty(D, r, f, args.one_sided), params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
                    cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
@@ -305,7 +325,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     and print a progress line. stats: the training step's means since the last evaluation."""
     row = {"iter": it, **stats}
     weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
-    if not (all(math.isfinite(row[k]) for k in STEP_COLUMNS) and torch.isfinite(weights).all()):
+    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
         raise common.Diverged("a loss or a weight")
     row.update(evaluate(G, D, args, device, it))
     gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
@@ -344,6 +364,7 @@ def parse(argv):
     common.robust_console()
     parser = build_parser()
     args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
+    resolve_defaults(args)
     try:
         device = common.pick_device(args.device)
     except ValueError as e:

@@ -162,8 +162,8 @@ def default_iters(script, flags, data="swissroll"):
     defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""
     mod = importlib.import_module(script)
     args, _ = common.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
-    if hasattr(mod, "fill_loss_defaults"):
-        mod.fill_loss_defaults(args)
+    if hasattr(mod, "resolve_defaults"):
+        mod.resolve_defaults(args)
     return args.iters
 
 

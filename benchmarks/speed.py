@@ -82,8 +82,8 @@ def main(argv=None):
     for dim in a.dims:
         args = parser.parse_args(["--dim", str(dim), "--batch", str(a.batch), "--data", a.data,
                                   "--n-critic", str(a.n_critic), *a.script_args])
-        if hasattr(mod, "fill_loss_defaults"):
-            mod.fill_loss_defaults(args)
+        if hasattr(mod, "resolve_defaults"):
+            mod.resolve_defaults(args)
         eager = time_path(mod, args, device, False, a.iters, a.warmup)
         if use_graph:
             try:

@@ -48,8 +48,8 @@ def resolved_args(script: str, flags: list) -> dict:
         args = None
     if errors or args is None:
         raise ValueError(f"{script}.py {' '.join(flags)}: {(errors or ['refused'])[0].strip()}")
-    if hasattr(mod, "fill_loss_defaults"):
-        mod.fill_loss_defaults(args)
+    if hasattr(mod, "resolve_defaults"):
+        mod.resolve_defaults(args)
     return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
 
 

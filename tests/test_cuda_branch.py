@@ -280,8 +280,8 @@ def _models(script, extra, capturable):
     base = QUICK_ALL if "--warmup-schedule-on" in extra else quick(script)
     args, _ = common.parse_or_resume(mod.build_parser(), base + flags + ["--dim", "8", "--batch",
                                                                          "8"], script, set())
-    if hasattr(mod, "fill_loss_defaults"):
-        mod.fill_loss_defaults(args)
+    if hasattr(mod, "resolve_defaults"):
+        mod.resolve_defaults(args)
     torch.manual_seed(0)
     G, D = mod.make_models(args)
     return mod, args, G, D, mod.make_optimizers(G, D, args, capturable=capturable)

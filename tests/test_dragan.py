@@ -146,7 +146,7 @@ def test_gan_losses_match_closed_form(real, fake):
 def test_loss_dependent_defaults(argv, n_critic, iters):
     import dragan
     args = dragan.build_parser().parse_args(argv)
-    dragan.fill_loss_defaults(args)
+    dragan.resolve_defaults(args)
     assert (args.n_critic, args.iters) == (n_critic, iters)
 
 

@@ -345,3 +345,74 @@ def test_results_grid_never_refers_to_files_users_do_not_have():
                     if bad.search(line) and "re.compile(" not in line:
                         hits.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()[:80]}")
     assert not hits, "\n".join(hits)
+
+
+# ------------------------------------------------------- flags that are fine alone, not together
+@pytest.mark.parametrize("script,argv,says", [
+    ("wgan_gp", ["--lambda-from", "20", "--lambda", "10"], "must be below --lambda"),
+    ("wgan_gp", ["--lambda-from", "10", "--lambda", "10"], "must be below --lambda"),
+    ("wgan_gp", ["--lambda-ramp", "100"], "--lambda-ramp needs --lambda-from"),
+    ("dragan", ["--perturb", "none", "--perturb-scale", "0.3"], "no effect with --perturb none"),
+    ("dragan", ["--perturb", "interpolate", "--perturb-scale", "0.3"], "--perturb interpolate"),
+    ("wgan_ct", ["--epsilon", "1e-300"], "0 or infinite in float32"),
+    ("wgan_ct", ["--epsilon", "3.5e38"], "0 or infinite in float32"),
+])
+def test_flags_that_do_not_go_together_are_one_line(script, argv, says, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, argv + ["--out", out], capsys)
+    one_line_error(code, cap, script, says)
+    assert not os.path.exists(out)
+
+
+def test_c_transform_keeps_its_digits_for_a_large_epsilon():
+    """logsumexp − log B cancels for a large ε (0.37 off at ε = 1e6 in float32 before)."""
+    from wgan_ct import c_transform
+    g = torch.Generator().manual_seed(0)
+    real, fake, f = torch.randn(64, 2, generator=g), torch.randn(32, 2, generator=g), \
+        torch.randn(64, generator=g)
+    for eps in (0.05, 1.0, 1e3, 1e6, 1e30):
+        want = c_transform(f.double(), real.double(), fake.double(), eps)
+        got = c_transform(f, real, fake, eps)
+        assert (got.double() - want).abs().max() < 1e-5, eps
+    limit = (torch.cdist(real.double(), fake.double()) - f.double()[:, None]).mean(0)
+    assert (c_transform(f, real, fake, 1e30).double() - limit).abs().max() < 1e-5  # ε → ∞
+    with pytest.raises(ValueError, match="0 or infinite"):
+        c_transform(f, real, fake, 1e-300)
+
+
+def test_extending_a_lambda_ramp_continues_it(tmp_path, capsys):
+    """The ramp's length is the first --iters: resuming with more iterations keeps λ at its end
+    value instead of stretching the ramp (λ used to fall from 4.7 to 1.45 and climb again)."""
+    out = str(tmp_path / "runs")
+    flags = quick("wgan_gp") + ["--lambda-from", "0.1", "--lambda", "10", "--eval-every", "2",
+                                "--dim", "8", "--out", out]
+    assert run_main("wgan_gp", flags + ["--iters", "4"], capsys)[0] == 0
+    (d,) = run_dirs(out)
+    assert run_main("wgan_gp", ["--resume", d, "--iters", "8"], capsys)[0] == 0
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    lams = [float(r["lambda"]) for r in rows[1:]]
+    assert lams == sorted(lams) and lams[-1] == pytest.approx(10)
+    assert torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu",
+                      weights_only=True)["args"]["lambda_ramp"] == 4
+
+
+def test_resume_accepts_a_value_the_run_already_has(tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    assert run_main("wgan_ct", quick("wgan_ct") + ["--epsilon", "0.05", "--iters", "2",
+                                                   "--eval-every", "2", "--out", out],
+                    capsys)[0] == 0
+    (d,) = run_dirs(out)
+    code, cap = run_main("wgan_ct", ["--resume", d, "--iters", "3", "--epsilon", "0.05",
+                                     "--batch", "32"], capsys)
+    assert code == 0, cap.err
+    code, cap = run_main("wgan_ct", ["--resume", d, "--iters", "4", "--epsilon", "0.5"], capsys)
+    one_line_error(code, cap, "wgan_ct", "cannot change --epsilon")
+
+
+def test_the_first_row_has_no_step_values(tmp_path, capsys):
+    """Iteration 0 is evaluated before any training step: its step columns are empty, not 0."""
+    d = _short_run("wgan_gp", str(tmp_path / "a"), capsys, iters=2)
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    for k in ("loss_d", "penalty", "estimate_batch", "loss_g", "lambda", "ms_per_iter"):
+        assert rows[0][k] == "" and rows[1][k] != "", k
+    assert rows[0]["w1"] != ""

@@ -144,7 +144,9 @@ def test_lambda_ramp_runs_and_rises(tmp_path, capsys):
                          "--eval-every", "3", "--dim", "8", "--batch", "16", "--n-critic", "2",
                          "--out", out]) == 0
     (d,) = glob.glob(os.path.join(out, "*"))
-    lams = [float(r["lambda"]) for r in csv.DictReader(open(os.path.join(d, "metrics.csv")))][1:]
+    rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    assert rows[0]["lambda"] == ""  # no step before the first evaluation: no value
+    lams = [float(r["lambda"]) for r in rows[1:]]
     assert 0.1 <= lams[0] < lams[1] < lams[2] <= 10
     assert wgan_gp.main(["--iters", "2", "--eval-every", "2", "--dim", "8", "--batch", "16",
                          "--out", str(tmp_path / "fixed")]) == 0
