@@ -865,6 +865,23 @@ def memory_of(device: torch.device) -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def writable_folder(path: str) -> str:
+    """Make the folder and check that a file can be written in it, or raise ValueError with a
+    one-line reason (before anything is computed for it)."""
+    if not path:
+        raise ValueError("--out is empty: name a folder (. for the current one)")
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--out {path!r}: cannot write there "
+                         f"({e.strerror or type(e).__name__})") from None
+    return path
+
+
 def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
     """Make a new run folder out/<prefix>-<time> (or take resume_dir) and lock it against a second
     process; returns (folder, lock file) or raises ValueError. Nothing is written before this."""

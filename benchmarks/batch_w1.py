@@ -57,8 +57,11 @@ def main(argv=None):
                    help="independent real samples per size")
     p.add_argument("--out", default=None, help="folder for batch_w1.md, .csv and .png")
     a = p.parse_args(argv)
-    if a.out is not None and (not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out))):
-        p.error(f"--out {a.out!r} must name a folder")
+    if a.out is not None:  # before the computing, not after it
+        try:
+            common.writable_folder(a.out)
+        except ValueError as e:
+            p.error(str(e))
     rows, t0 = [], time.time()
     lines = ["| data | n | floor W1(real, real′) | mean ×n | OT-means | OT-means drawn | centres | "
           "centres drawn | best collapsed / floor |", "|---|---|---|---|---|---|---|---|---|"]

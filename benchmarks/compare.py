@@ -1,8 +1,11 @@
 """Compare the Lipschitz constraints: a grid of runs of the method scripts, over seeds and data.
 
 Each configuration is run by calling the method script itself (what is compared is exactly what
-users run), into <out>/runs/<config>-<data>-s<seed>/. A configuration whose run has already
-finished is not run again, so an interrupted sweep resumes where it stopped. Then:
+users run), into <out>/runs/<config>-<data>-s<seed>/. A run that already finished with exactly
+the arguments planned now is not run again, an interrupted one is resumed from its checkpoint,
+and one with other settings is said in a line and run again beside it (benchmarks/sweep.py:
+the same for every sweep); Ctrl-C or SIGTERM reaches every running run, which writes its
+checkpoint, and the tables of what finished are written. Then:
 
     <out>/results.md, results.csv   per configuration and dataset: final W1 / floor (median and
                                     range over seeds), modes and high-quality share (mixtures),
@@ -22,20 +25,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import importlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import sweep  # noqa: E402
 
 # (name, script, flags): every constraint at the λ its source uses, and the two-sided ones at the
 # smaller λ of gan_toy.py. The name is the folder key.
@@ -113,9 +114,15 @@ def parse_args(argv=None):
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="write the tables even if they would have fewer rows than the ones there")
+    p.add_argument("--refuse-mismatch", action="store_true",
+                   help="stop with exit 2, before running anything, if a finished run under "
+                        "--out ran other settings than this sweep asks (default: say so in a "
+                        "line and make the run again beside it)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="further flags for every run (e.g. --extra --eval-every 1000)")
+                   help="further flags for every run; it takes the rest of the command line, "
+                        "so it comes last (e.g. --extra --eval-every 1000)")
     a = p.parse_args(argv)
+    sweep.check_args(p, a, [g[0] for g in GRID])
     # a seed given twice would run twice into one folder
     for name in ("seeds", "mixture_seeds", "digits_seeds"):
         setattr(a, name, list(dict.fromkeys(getattr(a, name))))
@@ -167,17 +174,6 @@ def default_iters(script, flags, data="swissroll"):
     return args.iters
 
 
-def finished_summary(folder):
-    """The summary of the newest run in folder that ended (finished or diverged), or None."""
-    for path in sorted(glob.glob(os.path.join(folder, "*", "summary.json")), reverse=True):
-        with open(path) as fh:
-            s = json.load(fh)
-        if s.get("status") in ("finished", "diverged"):
-            s["folder"] = os.path.dirname(path)
-            return s
-    return None
-
-
 def ran_on(ended) -> str:
     """Where the runs of the tables ran, as each run's config.json recorded it: an --device auto
     run may have used a GPU, and cuda:1 is not cuda:0."""
@@ -196,20 +192,6 @@ def ran_on(ended) -> str:
     return "; ".join(seen) if seen else "no run that ended"
 
 
-def run_one(run, out, env):
-    key, _, script, flags, *_ = run
-    folder = os.path.join(out, "runs", key)
-    if finished_summary(folder) is not None:
-        return key, "skipped (done)"
-    os.makedirs(folder, exist_ok=True)
-    t = time.time()
-    with open(os.path.join(folder, "log.txt"), "w") as log:
-        r = subprocess.run([sys.executable, os.path.join(ROOT, script + ".py"), *flags,
-                            "--out", folder], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                           env=env)
-    return key, f"exit {r.returncode} in {time.time() - t:.0f} s"
-
-
 def median_of(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -219,12 +201,18 @@ def fmt(v, spec=".3f"):
     return "–" if v is None or v != v else format(v, spec)
 
 
-def summarise(runs, out):
-    """Results table rows (per configuration and dataset) and the fixed-generator rows."""
+def ratio(a, b):
+    """a / b, or None where either is missing (a run that diverged logs null) or b is 0."""
+    return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def summarise(runs, ended):
+    """Results table rows (per configuration and dataset) and the fixed-generator rows, from
+    ended: {key: the summary of the run that ran what the sweep planned, or None}."""
     table, fixed = [], []
     groups = {}
     for key, name, script, flags, data, seed, is_fixed in runs:
-        s = finished_summary(os.path.join(out, "runs", key))
+        s = ended.get(key)
         if s is None:
             continue
         if is_fixed:
@@ -232,14 +220,17 @@ def summarise(runs, out):
             fixed.append({"config": name, "data": data, "seed": seed, "status": s["status"],
                           "critic_estimate": f.get("critic_estimate"), "w1": f.get("w1"),
                           "w1_floor": f.get("w1_floor"),
-                          "estimate_over_w1": (f["critic_estimate"] / f["w1"]) if f else None,
+                          "estimate_over_w1": ratio(f.get("critic_estimate"), f.get("w1")),
                           "lipschitz_bound": f.get("lipschitz_bound"),
                           "grad_norm_mean": f.get("grad_norm_mean")})
             continue
         groups.setdefault((name, data), []).append(s)
     for (name, data), ss in groups.items():
-        ratios = [(s["final"]["w1"] / s["final"]["w1_floor"]) if s["status"] == "finished"
-                  else float("inf") for s in ss]
+        ss = [s for s in ss if s.get("final")]  # a run that diverged before its first row
+        if not ss:
+            continue
+        ratios = [(ratio(s["final"].get("w1"), s["final"].get("w1_floor")) or float("inf"))
+                  if s["status"] == "finished" else float("inf") for s in ss]
         done = [s["final"] for s in ss if s["status"] == "finished"]
         modes = [f.get("modes", f.get("classes")) for f in done]  # digits: classes covered
         hq = [f.get("high_quality", f.get("class_tv")) for f in done]  # digits: class TV
@@ -338,15 +329,17 @@ def write_tables(table, fixed, out, command, note=""):
         fh.write("\n".join(lines) + "\n")
 
 
-def load_final(folder):
-    """The final critic and 512 generated points of the newest run in folder that ended (a run
-    still in progress has a checkpoint too, but no summary yet)."""
+def load_final(s):
+    """The final critic and 512 generated points of the run whose summary is s (None: no
+    run ended, nothing to draw)."""
     import torch
-    s = finished_summary(folder)
     if s is None:
         return None
-    ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
-                    weights_only=True)
+    try:
+        ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
+                        weights_only=True)
+    except Exception:  # deleted or damaged: the tables stand, the figure leaves it out
+        return None
     mod = importlib.import_module(ck["script"])
     args = argparse.Namespace(**ck["args"])
     G, D = mod.make_models(args)
@@ -359,7 +352,7 @@ def load_final(folder):
     return D, real, fake
 
 
-def draw_grids(runs, out, table):
+def draw_grids(runs, out, table, ended):
     import torch
     ratio = {(r["config"], r["data"]): r["w1_over_floor_median"] for r in table}
     paths = []
@@ -369,7 +362,7 @@ def draw_grids(runs, out, table):
             if d != data or is_fixed or name in seen:
                 continue
             seen.add(name)  # first seed of each configuration
-            final = load_final(os.path.join(out, "runs", key))
+            final = load_final(ended.get(key))
             if final is None:
                 continue
             D, real, fake = final
@@ -389,48 +382,82 @@ def draw_grids(runs, out, table):
     return paths
 
 
+def die(message: str):
+    common.ArgumentParser(prog="compare.py").error(message)
+
+
 def main(argv=None):
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)  # the runs execute in the repository's root
     runs = plan(a)
-    os.makedirs(a.out, exist_ok=True)
+    if not runs:
+        die("no run planned: --only, --data and the seeds leave nothing (the digits-only "
+            f"configurations {', '.join(sorted(DIGITS_ONLY))} need --data digits)")
+    try:
+        wants = sweep.identities(runs)
+        if not a.no_run:
+            sweep.check_device(a.device)
+        for f in ("results.md", "fixed.md"):
+            if not ours(os.path.join(a.out, f)):
+                raise ValueError(f"--out {a.out} holds a {f} that compare.py did not write: "
+                                 f"choose another --out")
+        sweep.check_out(a.out)
+        lock = sweep.lock_out(a.out)
+    except ValueError as e:
+        die(str(e))
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.time()
     print(f"[compare] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
     # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
-    with ThreadPoolExecutor(a.jobs) as pool:
-        todo = [] if a.no_run else runs
-        for i, (key, what) in enumerate(pool.map(lambda r: run_one(r, a.out, env), todo), 1):
-            print(f"[compare] {i}/{len(runs)} {key}: {what}", flush=True)
-    ended = [finished_summary(os.path.join(a.out, "runs", r[0])) for r in runs]
-    failed = 0 if a.no_run else sum(s is None for s in ended)
+    try:
+        ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "compare",
+                                      a.refuse_mismatch, a.no_run, env)
+    except sweep.Refused as e:
+        die(str(e))
+    done = sum(s is not None for s in ended.values())
+    failed = 0 if a.no_run or signum else len(runs) - done
     if failed:
         print(f"[compare] {failed} of {len(runs)} runs failed: see log.txt in their folders "
               f"under {os.path.join(a.out, 'runs')}", file=sys.stderr, flush=True)
-    done = sum(s is not None for s in ended)
-    run_minutes = sum(s["wall_time_s"] for s in ended if s is not None) / 60
+    run_minutes = sum(s["wall_time_s"] or 0 for s in ended.values() if s is not None) / 60
     if done < len(runs):
+        how = ("the same command without --no-run runs them" if a.no_run else
+               "the same command again resumes the interrupted ones and runs the rest")
         print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
-              f"cover the {done} that are; the same command without --no-run resumes", flush=True)
-    table, fixed = summarise(runs, a.out)
-    note = (f"Ran on {ran_on(ended)}; this call took {(time.time() - t) / 60:.0f} min "
+              f"cover the {done} that are; {how}", flush=True)
+    table, fixed = summarise(runs, ended)
+    note = (f"Ran on {ran_on(ended.values())}; this call took {(time.time() - t) / 60:.0f} min "
             f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
             f"their wall times add up to {run_minutes:.0f} min.")
+    code = 128 + signum if signum else (1 if failed else 0)
     kept = [f for f, new in (("results.md", table), ("fixed.md", fixed))
             if len(new) < table_rows(os.path.join(a.out, f)) and not a.overwrite]
     if kept:  # never replace a table by an emptier one unasked (a fresh clone has no runs)
-        missing = sorted({f"{r[1]} on {r[4]}" for r, s in zip(runs, ended) if s is None})
+        missing = sorted({f"{r[1]} on {r[4]}" for r in runs if ended[r[0]] is None})
+        why = (f"missing: {'; '.join(missing[:8])}{' …' if len(missing) > 8 else ''}"
+               if missing else "this call plans fewer runs than the tables hold")
         print(f"[compare] kept {', '.join(kept)} in {a.out}: the runs found give fewer rows than "
-              f"it has (missing: {'; '.join(missing[:8])}{' …' if len(missing) > 8 else ''}). "
-              f"Run them, or pass --overwrite", flush=True)
-        return 1 if failed else 0
-    write_tables(table, fixed, a.out, command, note)
-    grids = draw_grids(runs, a.out, table)
-    print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
-          f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
-    return 1 if failed else 0
+              f"it has ({why}). Run them, or pass --overwrite", flush=True)
+    else:
+        write_tables(table, fixed, a.out, command, note)
+        grids = draw_grids(runs, a.out, table, ended)
+        print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
+              f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
+    if signum:
+        print("[compare] interrupted: the runs that were running wrote their checkpoints; the "
+              "same command resumes them", flush=True)
+    lock.close()
+    return code
+
+
+def ours(path: str) -> bool:
+    """Whether a table at path is absent or one compare.py wrote (its first line names it)."""
+    if not os.path.exists(path):
+        return True
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().startswith("Command: `python benchmarks/compare.py")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ GANs and DRAGAN") and of its 2017-04-13 predecessor, answered by runs of the met
     Q5  A fake deliberately close to the real: DRAGAN's penalty at x + 0.1(x_f − x)
         (dragan.py --perturb toward-fake).
 
-Each configuration runs on the swiss roll for every seed, through benchmarks/compare.py's runner
-(a finished run is not run again). Writes <out>/questions.md, questions.csv and
-questions-distance.png (Q1: the distance's level sets beside the critics).
+Each configuration runs on the swiss roll for every seed, through benchmarks/sweep.py (as
+compare.py: a finished run with the planned arguments is not run again, an interrupted one is
+resumed, one with other settings is made again beside it). Writes <out>/questions.md,
+questions.csv and questions-distance.png (Q1: the distance's level sets beside the critics).
 
     python benchmarks/open_questions.py --iters-scale 0.6 --jobs 2      # ~50 min on 2 CPU cores
 """
@@ -24,7 +25,6 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 import compare  # noqa: E402
+import sweep  # noqa: E402
 
 # (name, script, flags, the questions it answers)
 GRID = [
@@ -63,9 +64,15 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=common.number(int, 1), default=1, help="runs at a time")
     p.add_argument("--no-run", action="store_true", help="only write the tables and figure")
     p.add_argument("--out", default="results/questions", help="output folder")
+    p.add_argument("--device", default="cpu", help="passed to every run")
+    p.add_argument("--refuse-mismatch", action="store_true",
+                   help="stop with exit 2, before running anything, if a finished run under "
+                        "--out ran other settings than this sweep asks")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="further flags for every run (last on the command line)")
+                   help="further flags for every run; it takes the rest of the command line, "
+                        "so it comes last")
     a = p.parse_args(argv)
+    sweep.check_args(p, a, [g[0] for g in GRID])
     a.seeds = list(dict.fromkeys(a.seeds))
     if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
         p.error(f"--out {a.out!r} must name a folder")
@@ -82,16 +89,24 @@ def plan(a):
             if a.iters_scale != 1.0 else []
         for seed in a.seeds:
             runs.append((f"{name}-swissroll-s{seed}", name, script,
-                         flags + extra + a.extra + ["--device", "cpu", "--data", "swissroll",
-                                                    "--seed", str(seed)], "swissroll", seed,
+                         flags + extra + a.extra + ["--device", a.device, "--data",
+                                                    "swissroll", "--seed", str(seed)],
+                         "swissroll", seed,
                          False))
     return runs
 
 
-def summarise(runs, out):
+def ms_per_iter(s):
+    """Median training time per generator iteration of a run (None before its second row)."""
+    rows = common.read_metrics(os.path.join(s["folder"], "metrics.csv"))[1:]
+    values = [float(r["ms_per_iter"]) for r in rows if r["ms_per_iter"] == r["ms_per_iter"]]
+    return statistics.median(values) if values else None
+
+
+def summarise(runs, ended):
     by = {}
     for key, name, *_ in runs:
-        s = compare.finished_summary(os.path.join(out, "runs", key))
+        s = ended.get(key)
         if s is not None:
             by.setdefault(name, []).append(s)
     rows = []
@@ -99,7 +114,7 @@ def summarise(runs, out):
         ss = by.get(name)
         if not ss:
             continue
-        fin = [s["final"] for s in ss if s["status"] == "finished"]
+        fin = [s["final"] for s in ss if s["status"] == "finished" and s.get("final")]
 
         def med(k):
             return compare.median_of([f.get(k) for f in fin])
@@ -107,19 +122,20 @@ def summarise(runs, out):
                      + " ".join(flags), "runs": len(ss),
                      "diverged": sum(s["status"] == "diverged" for s in ss),
                      "converged": sum(map(compare.converged, ss)),
-                     "w1_over_floor": compare.median_of([f["w1"] / f["w1_floor"] for f in fin]),
-                     "w1_over_floor_min": min((f["w1"] / f["w1_floor"] for f in fin),
-                                              default=None),
-                     "w1_over_floor_max": max((f["w1"] / f["w1_floor"] for f in fin),
-                                              default=None),
+                     "w1_over_floor": compare.median_of(ratios(fin)),
+                     "w1_over_floor_min": min(ratios(fin), default=None),
+                     "w1_over_floor_max": max(ratios(fin), default=None),
                      "nn_ratio": med("nn_ratio"), "dist_corr": med("dist_corr"),
                      "grad_in_band": med("grad_norm_in_band"),
                      "grad_out_band": med("grad_norm_out_band"),
                      "cos_disc_pen": med("cos_disc_pen"),
-                     "ms_per_iter": compare.median_of([
-                         statistics.median(float(r["ms_per_iter"]) for r in common.read_metrics(
-                             os.path.join(s["run_dir"], "metrics.csv"))[1:]) for s in ss])})
+                     "ms_per_iter": compare.median_of([ms_per_iter(s) for s in ss])})
     return rows
+
+
+def ratios(finals):
+    return [r for r in (compare.ratio(f.get("w1"), f.get("w1_floor")) for f in finals)
+            if r is not None]
 
 
 def write(rows, a, command, seconds):
@@ -151,7 +167,7 @@ def write(rows, a, command, seconds):
         fh.write("\n".join(lines) + "\n")
 
 
-def distance_figure(runs, a):
+def distance_figure(runs, a, ended):
     """The distance to the data beside the final critics (first seed) of the Q1 runs."""
     import torch
     t = torch.linspace(1.5 * 3.141592653589793, 4.5 * 3.141592653589793, 20_000)
@@ -163,13 +179,13 @@ def distance_figure(runs, a):
     real = common.sample("swissroll", 512, generator=torch.Generator().manual_seed(0))
     panels = [("−d: minus the distance to the data\n(the critic of the Eikonal reading)",
                minus_d, real, None)]
-    corr = {r["config"]: r["dist_corr"] for r in summarise(runs, a.out)}
+    corr = {r["config"]: r["dist_corr"] for r in summarise(runs, ended)}
     seen = set()
     for key, name, *_ in runs:
         if name in seen or not any(name == g[0] and "Q1" in g[3] for g in GRID):
             continue
         seen.add(name)
-        final = compare.load_final(os.path.join(a.out, "runs", key))
+        final = compare.load_final(ended.get(key))
         if final is not None:
             D, r, fk = final
             panels.append((f"{name}\ncorr(f, −d) {compare.fmt(corr.get(name), '.2f')} (median)",
@@ -184,26 +200,35 @@ def main(argv=None):
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)
     runs = plan(a)
-    os.makedirs(a.out, exist_ok=True)
+    die = common.ArgumentParser(prog="open_questions.py").error
+    try:
+        wants = sweep.identities(runs)
+        if not a.no_run:
+            sweep.check_device(a.device)
+        sweep.check_out(a.out)
+        lock = sweep.lock_out(a.out)
+    except ValueError as e:
+        die(str(e))
     command = "python benchmarks/open_questions.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
     t = time.time()
     print(f"[questions] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
-    with ThreadPoolExecutor(a.jobs) as pool:
-        todo = [] if a.no_run else runs
-        for i, (key, what) in enumerate(pool.map(lambda r: compare.run_one(r, a.out, env),
-                                                 todo), 1):
-            print(f"[questions] {i}/{len(runs)} {key}: {what}", flush=True)
-    missing = [r[0] for r in runs
-               if compare.finished_summary(os.path.join(a.out, "runs", r[0])) is None]
-    rows = summarise(runs, a.out)
+    try:
+        ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "questions",
+                                      a.refuse_mismatch, a.no_run, env)
+    except sweep.Refused as e:
+        die(str(e))
+    missing = [key for key, s in ended.items() if s is None]
+    rows = summarise(runs, ended)
     write(rows, a, command, time.time() - t)
-    distance_figure(runs, a)
+    distance_figure(runs, a, ended)
     print(f"[questions] {len(runs) - len(missing)} of {len(runs)} runs done; "
-          f"{os.path.join(a.out, 'questions.md')}", flush=True)
-    return 1 if missing and not a.no_run else 0
+          f"{os.path.join(a.out, 'questions.md')}"
+          + ("; interrupted: the same command resumes the rest" if signum else ""), flush=True)
+    lock.close()
+    return 128 + signum if signum else (1 if missing and not a.no_run else 0)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ into a new folder beside it (the default) or, with --refuse-mismatch, the sweep 
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib
+import io
 import json
 import os
 import signal
@@ -35,19 +37,16 @@ SWEEP_SETS = {"--out", "--resume", "--data", "--seed", "--device", "--fixed-gene
 
 def resolved_args(script: str, flags: list) -> dict:
     """Every argument of `script` run with `flags`, as the script resolves them (its defaults,
-    per-data defaults, DRAGAN's loss-dependent ones), less those that are no part of the run's
-    identity. ValueError with the script's one-line message for flags it refuses."""
+    per-data defaults, resolve_defaults), less those that are no part of the run's identity.
+    ValueError with the script's one-line message for flags it refuses."""
     mod = importlib.import_module(script)
-    parser = mod.build_parser()
-    errors = []
-    parser.error = errors.append  # one line, instead of exiting
-    parser.exit = lambda status=0, message=None: errors.append(message or "")
+    err = io.StringIO()
     try:
-        args, _ = common.parse_or_resume(parser, list(flags), script, set())
-    except Exception:  # argparse goes on after error() returns; what it raises then is moot
-        args = None
-    if errors or args is None:
-        raise ValueError(f"{script}.py {' '.join(flags)}: {(errors or ['refused'])[0].strip()}")
+        with contextlib.redirect_stderr(err):
+            args, _ = common.parse_or_resume(mod.build_parser(), list(flags), script, set())
+    except SystemExit:
+        why = (err.getvalue().strip().splitlines() or ["refused"])[-1]
+        raise ValueError(f"{' '.join(flags)}: {why}") from None
     if hasattr(mod, "resolve_defaults"):
         mod.resolve_defaults(args)
     return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
@@ -130,36 +129,54 @@ def lock_out(out: str):
 
 
 def check_out(out: str) -> None:
-    """Make --out and check that files can be written there, or raise ValueError (before
-    anything is computed)."""
-    if not out:
-        raise ValueError("--out is empty: name a folder")
-    try:
-        os.makedirs(os.path.join(out, "runs"), exist_ok=True)
-        probe = os.path.join(out, f".write-test-{os.getpid()}")
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(f"--out {out!r}: cannot write there "
-                         f"({e.strerror or type(e).__name__})") from None
+    """Make --out (and its runs/) and check that files can be written there, or raise
+    ValueError (before anything runs)."""
+    common.writable_folder(out)
+    common.writable_folder(os.path.join(out, "runs"))
+
+
+SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
+
+
+def script_flags() -> set:
+    """Every option string any method script takes."""
+    return {o for name in SCRIPTS for act in importlib.import_module(name).build_parser()._actions
+            for o in act.option_strings}
 
 
 def check_extra(extra: list, own_flags) -> None:
-    """--extra takes the rest of the command line: refuse it when it swallowed one of the
-    sweep's own options, or sets what the sweep sets for each run."""
+    """--extra takes the rest of the command line: refuse it when it swallowed an option of the
+    sweep's own that no script takes (--out, --jobs, --only, ...), or sets what the sweep sets
+    for each run (--data, --seed, --device, --out)."""
     for flag in extra:
         name = flag.split("=")[0]
-        if name in own_flags:
+        if name in SWEEP_SETS:
+            raise ValueError(f"--extra may not set {name}: the sweep sets it for each run"
+                             + (" (--extra takes everything after it: put --extra last)"
+                                if name in own_flags else ""))
+        if name in own_flags and name not in script_flags():
             raise ValueError(f"--extra takes everything after it, and it took {name}, an option "
                              f"of the sweep: put --extra last")
-        if name in SWEEP_SETS:
-            raise ValueError(f"--extra may not set {name}: the sweep sets it for each run")
+
+
+def check_args(parser, a, names) -> None:
+    """The checks of a sweep's own arguments that need no run: --extra (check_extra) and
+    --only (it must match one of names, the configurations); a one-line error and exit 2."""
+    try:
+        check_extra(a.extra, {o for act in parser._actions for o in act.option_strings})
+    except ValueError as e:
+        parser.error(str(e))
+    if a.only and not [n for n in names if any(s in n for s in a.only)]:
+        parser.error(f"--only {' '.join(a.only)} matches no configuration; the names: "
+                     + ", ".join(names))
 
 
 def check_device(name: str) -> None:
     """The device every run will use exists here (common.pick_device), or ValueError."""
-    common.pick_device(name)
+    try:
+        common.pick_device(name)
+    except ValueError as e:
+        raise ValueError(f"--device {name!r}: {e}") from None
 
 
 class Runner:
@@ -225,3 +242,54 @@ class Runner:
     @property
     def exit_code(self):
         return 128 + self.signum if self.signum else None
+
+
+class Refused(ValueError):
+    """The sweep will not go on (a mismatched run under --refuse-mismatch): exit 2."""
+
+
+def identities(runs) -> dict:
+    """{key: resolved_args} of every planned run, or ValueError naming the first refused one:
+    bad flags (from --extra, say) stop the sweep before anything runs."""
+    wants = {}
+    for key, _, script, flags, *_ in runs:
+        try:
+            wants[key] = resolved_args(script, flags)
+        except ValueError as e:
+            raise ValueError(f"the run {key} would be refused: {script}.py {e}") from None
+    return wants
+
+
+def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, env=None):
+    """Run what is not done yet (resuming what was interrupted), `jobs` at a time, and return
+    (ended, signum): ended maps each key to the summary of its matching run that ended, or None.
+    Prints a line per run, one per mismatched run, and one for files that are not runs."""
+    mismatched, foreign = [], 0
+    for key, *_ in runs:
+        found = find(os.path.join(out, "runs", key), wants[key])
+        foreign += found.foreign
+        if found.done is None and found.mismatched:
+            run_dir, diff = found.mismatched[0]
+            mismatched.append(f"{key}: {os.path.relpath(run_dir, out)} ran {diff}")
+    for line in mismatched:
+        print(f"[{tag}] other settings: {line}; "
+              + ("refused (--refuse-mismatch)" if refuse_mismatch else
+                 "it is not used, and the run is made again beside it"), flush=True)
+    if mismatched and refuse_mismatch:
+        raise Refused(f"{len(mismatched)} run(s) under {out} ran other settings than this sweep "
+                      f"asks (first: {mismatched[0]}); use another --out, or leave out "
+                      f"--refuse-mismatch to run them again")
+    if foreign:
+        print(f"[{tag}] {foreign} file(s) under {os.path.join(out, 'runs')} are no run's "
+              f"config or summary: ignored", flush=True)
+    signum = None
+    if not no_run:
+        from concurrent.futures import ThreadPoolExecutor
+        with Runner(env) as runner, ThreadPoolExecutor(jobs) as pool:
+            todo = pool.map(lambda r: runner.run(r, out, wants[r[0]]), runs)
+            for i, (key, what) in enumerate(todo, 1):
+                print(f"[{tag}] {i}/{len(runs)} {key}: {what}", flush=True)
+            signum = runner.signum
+    ended = {key: finished_summary(os.path.join(out, "runs", key), wants[key])
+             for key, *_ in runs}
+    return ended, signum

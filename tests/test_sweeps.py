@@ -1,0 +1,244 @@
+"""The sweeps (benchmarks/compare.py, open_questions.py, through benchmarks/sweep.py): a table
+describes only runs that ran what it says, no failure, signal or odd input breaks a sweep, and
+every input is checked before anything runs."""
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_scripts import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import compare  # noqa: E402
+import open_questions  # noqa: E402
+import sweep  # noqa: E402
+
+ONE = ["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "--no-fixed",
+       "--iters", "3"]
+
+
+def planned(argv):
+    """compare's planned runs and their identities for argv."""
+    a = compare.parse_args(argv)
+    runs = compare.plan(a)
+    return runs, sweep.identities(runs)
+
+
+def fake_run(out, key, want, name, status="finished", final=None, metrics=None):
+    """A run folder as a script leaves it: config.json with its arguments, summary.json."""
+    d = os.path.join(out, "runs", key, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as fh:
+        json.dump({"args": {**want, "out": "x", "resume": None, "eval_every": 1,
+                            "no_cuda_graph": False},
+                   "versions": {"device": "cpu", "device_name": "x86_64", "torch": "2.13.0",
+                                "cpu_threads": 1}}, fh)
+    final = {"iter": want["iters"], "w1": 0.2, "w1_floor": 0.1, "critic_estimate": 0.15,
+             "nn_ratio": 1.0, **(final or {})}
+    with open(os.path.join(d, "summary.json"), "w") as fh:
+        json.dump({"status": status, "final": final, "wall_time_s": 1.0, "run_dir": d}, fh)
+    with open(os.path.join(d, "metrics.csv"), "w") as fh:
+        fh.write(metrics or "iter,ms_per_iter\n0,\n3,2.0\n")
+    return d
+
+
+def one_line_exit_2(capsys, call, says):
+    with pytest.raises(SystemExit) as e:
+        call()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err and says in err, err
+    return err
+
+
+# ------------------------------------------------------------------- D1: a run is what it ran
+def test_a_finished_run_with_other_settings_is_not_in_the_table(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(ONE + ["--out", out])
+    (key,) = wants
+    other = dict(wants[key], iters=20, dim=16)
+    fake_run(out, key, other, "old", final={"w1": 9.0})  # what an earlier, other sweep left
+    assert compare.main(ONE + ["--out", out, "--no-run"]) == 0
+    said = capsys.readouterr().out
+    assert f"other settings: {key}" in said and "--dim 16 (asked 128)" in said
+    assert "--iters 20 (asked 3)" in said and "made again beside it" in said
+    md = open(os.path.join(out, "results.md")).read()
+    assert "| c-transform |" not in md and "Runs done: 0 of 1" in md
+    fake_run(out, key, wants[key], "new", final={"w1": 0.3})  # the run this sweep plans
+    assert compare.main(ONE + ["--out", out, "--no-run"]) == 0
+    (row,) = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    assert row["config"] == "c-transform" and float(row["w1_over_floor_median"]) == \
+        pytest.approx(3.0)  # the new run's 0.3 / 0.1, not the old one's 9.0 / 0.1
+    assert "other settings" not in capsys.readouterr().out  # the matching run is used
+
+
+def test_refuse_mismatch_stops_before_anything_runs(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(ONE + ["--out", out])
+    (key,) = wants
+    fake_run(out, key, dict(wants[key], iters=20), "old")
+    one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", out, "--refuse-mismatch"]),
+                    "ran other settings than this sweep asks")
+    assert len(os.listdir(os.path.join(out, "runs", key))) == 1  # nothing ran
+
+
+def test_identity_is_what_the_script_resolves():
+    """Flag order and defaults written out do not make another run; a value does."""
+    a = sweep.resolved_args("dragan", ["--loss", "wgan", "--lambda", "10"])
+    b = sweep.resolved_args("dragan", ["--lambda", "10.0", "--loss", "wgan", "--n-critic", "5",
+                                       "--eval-every", "7"])
+    assert a == b and a["iters"] == 5000 and "eval_every" not in a
+    assert sweep.resolved_args("wgan_gp", ["--data", "digits"])["iters"] == 2000
+    assert sweep.resolved_args("wgan_gp", ["--lambda-from", "1"])["lambda_ramp"] == 5000
+    assert sweep.differences(a, dict(a, dim=8)) == "--dim 8 (asked 128)"
+    with pytest.raises(ValueError, match="--lambda"):
+        sweep.resolved_args("slogan", ["--lambda", "-1"])
+
+
+# ------------------------------------------------------ D2, D3, D15: odd runs break no table
+def test_a_diverged_fixed_run_with_no_estimate_is_a_row(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    argv = ["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "--iters", "3"]
+    runs, wants = planned(argv + ["--out", out])
+    fixed_key = next(k for k in wants if k.startswith("fixed-"))
+    fake_run(out, fixed_key, wants[fixed_key], "r", status="diverged",
+             final={"critic_estimate": None, "w1": None})
+    for _ in range(2):  # and again: nothing is left behind that breaks the next call
+        assert compare.main(argv + ["--out", out, "--no-run"]) == 0
+    assert "| c-transform | – | – | – |" in open(os.path.join(out, "fixed.md")).read()
+
+
+def test_open_questions_takes_a_run_that_stopped_after_one_row(tmp_path, capsys):
+    out = str(tmp_path / "q")
+    argv = ["--only", "c-transform", "--seeds", "0", "--iters-scale", "0.004"]
+    a = open_questions.parse_args(argv + ["--out", out])
+    runs = open_questions.plan(a)
+    wants = sweep.identities(runs)
+    (key,) = wants
+    fake_run(out, key, wants[key], "r", status="diverged", final={"w1": None},
+             metrics="iter,ms_per_iter\n0,\n")
+    assert open_questions.main(argv + ["--out", out, "--no-run"]) == 0
+    md = open(os.path.join(out, "questions.md")).read()
+    assert "| c-transform | Q1 | 1 |" in md and "(1 diverged)" in md
+
+
+def test_foreign_files_under_runs_are_counted_and_ignored(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(ONE + ["--out", out])
+    (key,) = wants
+    for name, config, summary in (("a", "{not json", None), ("b", "[1, 2]", '{"status": 3}'),
+                                  ("c", None, '{"status": "finished"}')):
+        d = os.path.join(out, "runs", key, name)
+        os.makedirs(d)
+        for f, text in (("config.json", config), ("summary.json", summary)):
+            if text is not None:
+                open(os.path.join(d, f), "w").write(text)
+    fake_run(out, key, wants[key], "z", final={"w1": 0.3})
+    assert compare.main(ONE + ["--out", out, "--no-run"]) == 0
+    said = capsys.readouterr().out
+    assert "2 file(s)" in said and "ignored" in said and "Runs done: 1 of 1" in open(
+        os.path.join(out, "results.md")).read()
+
+
+# --------------------------------------------------------------- D5, D13, D14, D18: input
+@pytest.mark.parametrize("argv,says", [
+    (["--device", "cuda:7"], "--device"), (["--device", "bogus"], "--device"),
+    (["--only", "slogn"], "matches no configuration; the names: slogan-l10"),
+    (["--only", "slogan-allpairs"], "no run planned"),
+    (["--extra", "--eval-every", "10", "--out", "X"], "put --extra last"),
+    (["--extra", "--seed", "3"], "--extra may not set --seed"),
+    (["--extra", "--lambda", "-1"], "would be refused"),
+    (["--out", "/proc/no-such-dir/x"], "cannot write there"),
+])
+def test_compare_checks_its_input_before_anything_runs(argv, says, tmp_path, capsys):
+    base = ["--data", "swissroll", "--seeds", "0", "--no-fixed", "--iters", "3"]
+    if "--only" not in argv:
+        base = ["--only", "c-transform"] + base
+    if "--out" not in argv:
+        base += ["--out", str(tmp_path / "cmp")]
+    one_line_exit_2(capsys, lambda: compare.main(base + argv), says)
+    assert not os.path.exists(tmp_path / "cmp" / "runs") or not os.listdir(tmp_path / "cmp"
+                                                                            / "runs")
+
+
+def test_the_device_is_only_checked_when_runs_run(tmp_path, capsys):
+    """--no-run writes tables from runs made elsewhere (on a GPU, say): no device needed."""
+    assert compare.main(ONE + ["--device", "cuda", "--no-run", "--out", str(tmp_path)]) == 0
+    one_line_exit_2(capsys, lambda: compare.main(ONE + ["--device", "cuda", "--out",
+                                                        str(tmp_path)]), "CUDA is not available")
+
+
+def test_open_questions_checks_its_input(tmp_path, capsys):
+    for argv, says in ((["--only", "nope"], "matches no configuration"),
+                       (["--device", "cuda:7"], "--device"),
+                       (["--extra", "--jobs", "2"], "put --extra last")):
+        one_line_exit_2(capsys, lambda: open_questions.main(
+            ["--seeds", "0", "--out", str(tmp_path / "q")] + argv), says)
+
+
+def test_an_unrelated_results_md_is_left_alone(tmp_path, capsys):
+    (tmp_path / "results.md").write_text("# my notes\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", str(tmp_path)]),
+                    "holds a results.md that compare.py did not write")
+    assert (tmp_path / "results.md").read_text().startswith("# my notes")
+
+
+def test_batch_w1_refuses_an_unwritable_out_before_computing(capsys):
+    import batch_w1
+    t = time.time()
+    one_line_exit_2(capsys, lambda: batch_w1.main(["--out", "/proc/no-such-dir/x"]),
+                    "cannot write there")
+    assert time.time() - t < 5
+
+
+# ------------------------------------------------------------------- D12: one sweep per --out
+def test_a_second_sweep_into_the_same_out_is_refused(tmp_path, capsys):
+    import fcntl
+    out = tmp_path / "cmp"
+    out.mkdir()
+    with open(out / ".sweep.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", str(out)]),
+                        "another sweep is writing into")
+
+
+# ------------------------------------------------------------- D10, D11: signals and resume
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_sweep_reaches_its_runs_and_a_rerun_resumes(signum, tmp_path):
+    """The signal goes to compare alone (as `kill` or a scheduler sends it): the running run
+    gets it, writes its checkpoint; compare writes its tables and exits 128 + signal without a
+    traceback. The same command again resumes the run from its checkpoint (SIGTERM case)."""
+    out = str(tmp_path / "cmp")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"), "--only",
+            "c-transform", "--data", "swissroll", "--seeds", "0", "--no-fixed", "--iters", "4000",
+            "--out", out, "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1",
+            "--eval-every", "4000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.time() + 120
+    while not glob.glob(os.path.join(out, "runs", "*", "*", "checkpoint.pt")):  # it 0 is done
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    said, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, said + err
+    assert "Traceback" not in err and "interrupted" in said
+    (run_dir,) = glob.glob(os.path.join(out, "runs", "*", "*", "summary.json"))
+    summ = json.load(open(run_dir))
+    assert summ["status"] == "interrupted" and 0 < summ["iteration"] < 4000
+    assert os.path.exists(os.path.join(out, "results.md"))
+    if signum != signal.SIGTERM:
+        return
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resumed: exit 0" in r.stdout
+    assert len(glob.glob(os.path.join(out, "runs", "*", "*", "summary.json"))) == 1
+    summ = json.load(open(run_dir))
+    assert summ["status"] == "finished" and summ["iteration"] == 4000
+    assert "| c-transform | swissroll | 1 |" in open(os.path.join(out, "results.md")).read()
