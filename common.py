@@ -1,7 +1,8 @@
 """What every method script shares: toy data, the digits, exact-W1 evaluation and figures.
 
-Nothing here knows about a particular Lipschitz constraint. Each method script (wgan_gp.py,
-slogan.py, dragan.py, wgan_clip.py, wgan_ct.py) holds its own models, penalty and training loop,
+Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS: wgan_gp.py,
+slogan.py, dragan.py, wgan_clip.py, wgan_ct.py, wgan_sn.py, wgan_div.py) holds its own models,
+penalty or constraint and training loop,
 and imports only this module, so that reading one script shows one whole method.
 
 Data (as igul222/improved_wgan_training, gan_toy.py, the WGAN-GP paper's toy code, defines it):
@@ -43,6 +44,8 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+# The method scripts, one per constraint (the benchmarks and the tests run them all).
+SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct", "wgan_sn", "wgan_div")
 TOYS = ("8gaussians", "25gaussians", "swissroll")  # 2-D point clouds
 DATASETS = TOYS + ("digits",)  # digits: 8×8 images, tensors of shape (N, 1, 8, 8)
 
@@ -698,6 +701,42 @@ def grad_norm_stats(critic, x) -> dict:
     gn = g.flatten(1).norm(dim=1)
     return {"grad_norm_mean": gn.mean().item(), "grad_norm_max": gn.max().item(),
             "grad_share_above_1": (gn > 1).float().mean().item()}
+
+
+@torch.no_grad()
+def lipschitz_bound(critic, input_shape=(2,)) -> torch.Tensor:
+    """An upper bound on the Lipschitz constant (Euclidean norms) of a critic made of nn.Linear
+    and nn.Conv2d layers: K = Π_l ‖A_l‖₂, the product of the spectral norms of their linear
+    maps (the weights as the critic uses them: a parametrized weight, e.g. spectral_norm's, as
+    computed now; call it in eval mode, or spectral_norm takes a power-iteration step).
+
+    A convolution's map depends on the size of its input (padding, stride), so each layer's
+    input shape is read off one pass of a zero input of shape (1, *input_shape), and the
+    (zero-padded) convolution's matrix is built exactly by applying it to every unit image.
+    Valid for layers applied one after the other with 1-Lipschitz activations between them
+    (ReLU, LeakyReLU with slope ≤ 1, tanh) and flattening; any other layer needs its own factor.
+    """
+    nn = torch.nn
+    layers = [m for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    shapes = {}
+    hooks = [m.register_forward_pre_hook(lambda m, x: shapes.__setitem__(m, x[0].shape[1:]))
+             for m in layers]  # a pre-hook that returns None leaves the input as it is
+    try:
+        p = next(critic.parameters())
+        critic(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    k = torch.ones((), dtype=torch.float64)
+    for m in layers:
+        w = m.weight.detach().double().cpu()
+        if isinstance(m, nn.Conv2d):  # the matrix of x ↦ w ⋆ x over all pixels of its input
+            n = math.prod(shapes[m])
+            unit = torch.eye(n, dtype=torch.float64).reshape(n, *shapes[m])
+            w = nn.functional.conv2d(unit, w, None, m.stride, m.padding, m.dilation,
+                                     m.groups).reshape(n, -1)
+        k = k * torch.linalg.matrix_norm(w, ord=2)
+    return k
 
 
 def flat_grad(loss, params) -> torch.Tensor:

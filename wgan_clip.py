@@ -30,7 +30,6 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -53,39 +52,6 @@ def clip_weights_(critic: nn.Module, c: float) -> None:
     """Clip every parameter of the critic to [−c, c] in place (Arjovsky et al. 2017, Alg. 1)."""
     for p in critic.parameters():
         p.clamp_(-c, c)
-
-
-@torch.no_grad()
-def lipschitz_bound(critic: nn.Module, input_shape=(2,)) -> torch.Tensor:
-    """An upper bound on the Lipschitz constant (Euclidean norms) of a critic made of nn.Linear
-    and nn.Conv2d layers: K = Π_l ‖A_l‖₂, the product of the spectral norms of their linear maps.
-
-    A convolution's map depends on the size of its input (padding, stride), so each layer's
-    input shape is read off one pass of a zero input of shape (1, *input_shape), and the
-    (zero-padded) convolution's matrix is built exactly by applying it to every unit image.
-    Valid for layers applied one after the other with 1-Lipschitz activations between them
-    (ReLU, LeakyReLU with slope ≤ 1, tanh) and flattening; any other layer needs its own factor.
-    """
-    layers = [m for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    shapes = {}
-    hooks = [m.register_forward_pre_hook(lambda m, x: shapes.__setitem__(m, x[0].shape[1:]))
-             for m in layers]  # a pre-hook that returns None leaves the input as it is
-    try:
-        p = next(critic.parameters())
-        critic(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-    k = torch.ones((), dtype=torch.float64)
-    for m in layers:
-        w = m.weight.detach().double().cpu()
-        if isinstance(m, nn.Conv2d):  # the matrix of x ↦ w ⋆ x over all pixels of its input
-            n = math.prod(shapes[m])
-            unit = torch.eye(n, dtype=torch.float64).reshape(n, *shapes[m])
-            w = nn.functional.conv2d(unit, w, None, m.stride, m.padding, m.dilation,
-                                     m.groups).reshape(n, -1)
-        k = k * torch.linalg.matrix_norm(w, ord=2)
-    return k
 
 
 def clipped_share(critic: nn.Module, c: float) -> torch.Tensor:
@@ -295,7 +261,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
                **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
         t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
-        k = lipschitz_bound(D, real.shape[1:]).item()
+        k = common.lipschitz_bound(D, real.shape[1:]).item()
         row.update(lipschitz_bound=k, k_times_w1=k * w1s[-1], estimate_over_w1=est / w1s[-1],
                    certified=float(est <= k * w1s[-1] + 1e-9))
         # The critic loss's weight gradient, as the penalty scripts log it (no penalty here).

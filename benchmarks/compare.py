@@ -55,6 +55,8 @@ GRID = [
     ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
     ("wgan-clip", "wgan_clip", []),
     ("c-transform", "wgan_ct", []),
+    ("wgan-sn", "wgan_sn", []),
+    ("wgan-div", "wgan_div", []),
     ("slogan-allpairs-l10", "slogan", ["--pairs", "all", "--lambda", "10"]),
 ]
 # On the digits, one configuration per constraint at its source's λ, plus SLOGAN's all-pairs
@@ -62,11 +64,12 @@ GRID = [
 # problems); those run on the digits only (on the toys: benchmarks/open_questions.py, Q3).
 ON_DIGITS = ["slogan-l10", "slogan-allpairs-l10", "gp-onesided-l10", "gp-twosided-l10",
              "quotient-twosided-l1", "dragan-paper", "dragan-wgan-l10", "prodgan-wgan-l10",
-             "wgan-clip", "c-transform"]
+             "wgan-clip", "c-transform", "wgan-sn", "wgan-div"]
 DIGITS_ONLY = {"slogan-allpairs-l10"}
 # One configuration per constraint for the fixed-generator study (the critic alone).
 FIXED = ["slogan-l10", "gp-onesided-l10", "gp-twosided-l10", "quotient-twosided-l1",
-         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip", "c-transform"]
+         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip", "c-transform", "wgan-sn",
+         "wgan-div"]
 CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor, and
 NN_RATIO_MIN = 0.5  # its samples are not collapsed (nn_ratio, where logged), and on the mixtures
 # it captured every mode. A minibatch W1 alone has false minima: n collapsed points can be as close

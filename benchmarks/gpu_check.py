@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
 
-SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
+SCRIPTS = common.SCRIPTS
 
 
 def parse_args(argv=None):

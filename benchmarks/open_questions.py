@@ -50,6 +50,8 @@ GRID = [
     ("toward-fake0.1-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "toward-fake"], "Q5"),
     ("wgan-clip", "wgan_clip", [], "Q1"),
     ("c-transform", "wgan_ct", [], "Q1"),
+    ("wgan-sn", "wgan_sn", [], "Q1"),
+    ("wgan-div", "wgan_div", [], "Q1"),
 ]
 
 

@@ -135,7 +135,7 @@ def check_out(out: str) -> None:
     common.writable_folder(os.path.join(out, "runs"))
 
 
-SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
+SCRIPTS = common.SCRIPTS
 
 
 def script_flags() -> set:

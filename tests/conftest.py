@@ -38,7 +38,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "real_figures: render figures to real PNG files")
 
 
-SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
 SMALL_EVAL, SMALL_DISTANCE = 256, 512
 
 
@@ -52,7 +51,7 @@ def small_evaluation(request, monkeypatch):
     if request.node.get_closest_marker("full_evaluation"):
         return
     import common
-    for name in SCRIPTS:
+    for name in common.SCRIPTS:
         mod = importlib.import_module(name)
         monkeypatch.setattr(mod, "N_EVAL", SMALL_EVAL)
         monkeypatch.setattr(mod, "N_EVAL_DRAWS", 1)

@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
 import compare  # noqa: E402
+from common import SCRIPTS  # noqa: E402
 
 pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
 
@@ -55,8 +56,8 @@ def test_plan_covers_the_issue_grid():
     digits = [r for r in runs if r[4] == "digits"]
     assert {r[1] for r in digits} == set(compare.ON_DIGITS) and len(digits) == 3 * len(
         compare.ON_DIGITS)  # a digits row for every constraint, 3 seeds
-    assert {g[1] for g in compare.GRID if g[0] in compare.ON_DIGITS} == \
-        {"wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct"}
+    assert {g[1] for g in compare.GRID if g[0] in compare.ON_DIGITS} == set(SCRIPTS)
+    assert {g[1] for g in compare.GRID if g[0] in compare.FIXED} == set(SCRIPTS)
     assert not any(r[1] in compare.DIGITS_ONLY for r in runs if r[4] != "digits")
     assert len({r[0] for r in runs}) == len(runs)  # one folder per run
 

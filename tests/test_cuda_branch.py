@@ -267,7 +267,10 @@ STEP_CASES = [(s, []) for s in SCRIPTS] + [
     ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--lp-lambda", "1"]),
     ("wgan_clip", ["--warmup-schedule-on"]),  # 100 critic steps: a graph of its own
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator"]),
-    *[(s, ["--fixed-generator"]) for s in ("slogan", "dragan", "wgan_clip")],
+    *[(s, ["--fixed-generator"]) for s in ("slogan", "dragan", "wgan_clip", "wgan_sn",
+                                            "wgan_div")],
+    ("wgan_sn", ["--power-iterations", "3"]), ("wgan_div", ["--points", "real-fake"]),
+    ("wgan_div", ["--k", "10", "--p", "2.5"]),
     *[(s, ["--data", "digits"]) for s in SCRIPTS],
     ("slogan", ["--pairs", "all", "--data", "digits"]),
     ("dragan", ["--perturb", "normal", "--data", "digits"]),

@@ -9,7 +9,8 @@ import pytest
 from test_scripts import ROOT, SCRIPTS
 
 PENALTY = {"wgan_gp": "gradient_penalty", "slogan": "lipschitz_quotient",
-           "dragan": "perturb", "wgan_clip": "clip_weights_", "wgan_ct": "c_transform"}
+           "dragan": "perturb", "wgan_clip": "clip_weights_", "wgan_ct": "c_transform",
+           "wgan_sn": "spectral_normalize_", "wgan_div": "divergence_penalty"}
 # ~430 lines a method (dragan has five perturbations), plus ~45 for the digits' image models
 MAX_LINES = {"dragan": 530}
 

@@ -6,6 +6,7 @@ import torch
 
 from dragan import dragan_penalty
 from slogan import lipschitz_penalty
+from wgan_div import divergence_penalty
 from wgan_gp import gradient_penalty
 
 PENALTIES = {
@@ -15,6 +16,9 @@ PENALTIES = {
     "lipschitz_penalty all pairs": lambda f, r, x: lipschitz_penalty(f, r, x, pairs="all"),
     "dragan_penalty": lambda f, r, x: dragan_penalty(f, r),
     "dragan_penalty normal": lambda f, r, x: dragan_penalty(f, r, kind="normal"),
+    "divergence_penalty": lambda f, r, x: divergence_penalty(f, r, x),
+    "divergence_penalty real-fake": lambda f, r, x: divergence_penalty(f, r, x,
+                                                                       points="real-fake"),
 }
 
 

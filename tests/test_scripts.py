@@ -20,7 +20,7 @@ import torch
 import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = [s for s in ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct")
+SCRIPTS = [s for s in common.SCRIPTS
            if os.path.exists(os.path.join(ROOT, s + ".py"))]
 QUICK_ALL = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
 # Weight clipping's warm-up schedule (100 critic steps per iteration) is tested on its own.
@@ -75,7 +75,9 @@ def test_run_writes_every_output(script, data, tmp_path, capsys):
     # what the constraint logs: a penalty and its weight gradient, or the clipping diagnostics
     need |= {"wgan_clip": {"clipped_share", "lipschitz_bound", "k_times_w1", "estimate_over_w1",
                            "certified"},
-             "wgan_ct": {"minimiser_top_share", "value_batch", "w1_batch", "estimate_over_w1"}
+             "wgan_ct": {"minimiser_top_share", "value_batch", "w1_batch", "estimate_over_w1"},
+             "wgan_sn": {"sigma_max", "lipschitz_bound", "k_times_w1", "estimate_over_w1",
+                         "certified"},
              }.get(script, {"penalty", "grad_w_pen", "cos_disc_pen"})
     if data in ("8gaussians", "25gaussians"):
         need |= {"modes", "n_modes", "high_quality"}
@@ -276,7 +278,8 @@ GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
     ("dragan", ["--perturb", "toward-fake", "--lp-lambda", "1"]),
     ("wgan_gp", ["--lambda-from", "0.1"]),  # the λ ramp must follow the replays
     ("wgan_clip", ["--warmup-schedule-on"]),  # the 100- and 5-step iterations: two graphs
-    ("wgan_ct", ["--epsilon", "0.05"])] + [
+    ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_sn", ["--power-iterations", "3"]),
+    ("wgan_div", ["--points", "real-fake"])] + [
     (s, ["--data", "digits"]) for s in SCRIPTS]  # convolutions, and batches drawn by index
 
 
@@ -319,6 +322,8 @@ VARIANTS = [
     ("wgan_gp", ["--lambda-from", "0.1"]),
     ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--perturb-scale", "0.05"]),
     ("dragan", ["--loss", "wgan", "--lp-lambda", "10"]),
+    ("wgan_sn", ["--power-iterations", "5"]), ("wgan_div", ["--points", "real-fake"]),
+    ("wgan_div", ["--k", "10", "--p", "2"]),
 ]
 
 

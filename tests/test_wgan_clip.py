@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import common
 import wgan_clip
-from wgan_clip import Critic, clip_weights_, critic_steps, lipschitz_bound
+from common import lipschitz_bound
+from wgan_clip import Critic, clip_weights_, critic_steps
 
 seeds = st.integers(0, 2**31 - 1)
 

@@ -1,0 +1,410 @@
+"""Which constraint finds the true critic? Every constraint of the method scripts on the W1
+benchmark of Korotin, Kolesov, Burnaev 2022, where the optimal critic is known in closed form.
+
+"Kantorovich Strikes Back! Wasserstein GANs are not Optimal Transport?", NeurIPS 2022 Datasets and
+Benchmarks (code and data: justkolesov/Wasserstein1Benchmark, MIT licence; the 2-D pairs are in
+benchmarks/data/w1_benchmark_2d.json with their attribution). For a pair with K funnels:
+
+    u(x) = min_k ‖x − c_k‖ + b_k                 a 1-Lipschitz potential ("MinFunnels")
+    Q    = uniform on [−2.5, 2.5]²                (this project's "fake")
+    P    : y ~ Q, k its funnel, x = c_k + t⁸·(up − c_k), t = ‖y − c_k‖/‖up − c_k‖, up where the ray
+           from c_k through y leaves the square or enters another funnel   ("real")
+    W1(P, Q) = E‖x − y‖ (the plan moves each point along a ray of u), optimal critic f* = −u
+
+Metrics at samples x of P (their definitions): cos = mean cos(∇f(x), −∇u(x)); L2 = mean
+‖∇f(x) + ∇u(x)‖²; estimate = E_P f − E_Q f against the true W1 of the plan. One departure: their
+code takes ∇u by autograd through torch.cdist, whose default form ‖x‖² + ‖c‖² − 2x·c loses
+digits next to a funnel centre, where P's samples gather (t⁸ is small); here distances are taken
+from differences, ∇u = (x − c_k)/‖x − c_k‖ exactly, and the samples that sit exactly on a centre
+(t⁸ underflows; ∇u is undefined there) are left out of cos and L2, their share stated.
+
+Each constraint is trained by calling the scripts' own functions (clip_weights_,
+gradient_penalty, lipschitz_penalty, dragan_penalty, c_transform, spectral_normalize_,
+divergence_penalty) with the benchmark's protocol: critic MLP 2-128-128-1 ReLU, Adam 2e-4 with
+betas (0, 0.9), batch 1024, one critic step per iteration, the critic high on P. Writes
+<out>/results.md and .csv (every constraint's cos, L2 and estimate / true W1 as median
+[min, max] over the seeds, beside the published row where one exists), and per pair
+<out>/pair-<K>.png: the true potential with its gradient field, then each constraint's critic
+with the map of cos(∇f, −∇u) over the square (where the constraint goes wrong).
+
+    python benchmarks/w1_benchmark.py                          # 4 and 16 funnels, 3 seeds (~25 min)
+    python benchmarks/w1_benchmark.py --only gp- slogan --funnels 4 --seeds 0
+    python benchmarks/w1_benchmark.py --iters 60000 --device cuda   # their full GP/LP protocol
+"""
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benchmark_2d.json")
+FUNNELS = (4, 16, 64, 256)
+
+# (name, what the scripts call, keyword arguments, published row of the paper's table or None).
+# λ = 10 for every penalty but the two-sided quotient's (its sources' 1); clipping at 0.04 as the
+# benchmark trains it; the c-transform needs no constraint.
+CONSTRAINTS = [
+    ("wgan-clip", "clip", {"c": 0.04}, "wgan"),
+    ("gp-twosided-l10", "gp", {"lam": 10, "one_sided": False}, "wgan-gp"),
+    ("gp-onesided-l10", "gp", {"lam": 10, "one_sided": True}, "wgan-lp"),
+    *[(f"slogan-{p}-l10", "quotient", {"lam": 10, "pairs": p, "one_sided": True}, None)
+      for p in ("interpolate", "real-fake", "all")],
+    *[(f"quotient-twosided-{p}-l1", "quotient", {"lam": 1, "pairs": p, "one_sided": False}, None)
+      for p in ("interpolate", "real-fake", "all")],
+    *[(f"{'prodgan' if k == 'none' else 'dragan-' + k}-l10", "dragan", {"lam": 10, "kind": k},
+       None) for k in ("paper", "normal", "none", "toward-fake", "interpolate")],
+    ("c-transform", "ct", {"epsilon": 0.0}, "cowgan"),
+    ("c-transform-eps0.05", "ct", {"epsilon": 0.05}, None),
+    ("wgan-sn", "sn", {}, "sn-gan"),
+    ("wgan-div", "div", {"k": 2.0, "p": 6.0}, None),
+]
+
+
+# ------------------------------------------------------------------------------------- the pairs
+def load_pair(funnels: int) -> dict:
+    """The pair with this many funnels: centres (K, 2), biases (K,), half side, degree, and the
+    paper's metrics per solver."""
+    with open(DATA) as fh:
+        p = json.load(fh)["pairs"][f"dim2_funnels{funnels}"]
+    return {"funnels": funnels, "centers": torch.tensor(p["centers"], dtype=torch.float32),
+            "bias": torch.tensor(p["bias"], dtype=torch.float32), "half": float(p["half_side"]),
+            "deg": int(p["deg"]), "published": p["published_metrics"]}
+
+
+def potential(x: torch.Tensor, pair: dict) -> torch.Tensor:
+    """u(x) = min_k ‖x − c_k‖ + b_k, shape (N,)."""
+    return (dist(x, pair["centers"].to(x)) + pair["bias"].to(x)).min(dim=1).values
+
+
+def dist(x, c):
+    """‖x_i − c_k‖ from the differences: torch.cdist's default ‖x‖² + ‖c‖² − 2x·c loses ~8
+    digits near a centre, where P's samples gather, and its gradient with them."""
+    return torch.cdist(x, c, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def potential_grad(x: torch.Tensor, pair: dict) -> torch.Tensor:
+    """∇u(x) = (x − c_k)/‖x − c_k‖ for x's funnel k; NaN where x is a funnel centre (undefined)."""
+    c = pair["centers"].to(x)
+    k = (dist(x, c) + pair["bias"].to(x)).argmin(dim=1)
+    d = x - c[k]
+    n = d.norm(dim=1, keepdim=True)
+    return torch.where(n > 0, d / n.clamp(min=1e-30), torch.full_like(d, float("nan")))
+
+
+def sample_q(n: int, pair: dict, generator: torch.Generator) -> torch.Tensor:
+    """Q: uniform on the square [−half, half]²."""
+    return (torch.rand(n, 2, generator=generator) * 2 - 1) * pair["half"]
+
+
+def sample_plan(n: int, pair: dict, generator: torch.Generator):
+    """(x, y): x ~ P, y ~ Q, x = y moved along its funnel's ray toward the centre (their
+    MotionSampler and get_borders, in float32 as theirs): the optimal plan for the distance."""
+    y = sample_q(n, pair, generator)
+    c, b, half = pair["centers"], pair["bias"], pair["half"]
+    u_y, k = (dist(y, c) + b).min(dim=1)
+    low = c[k]
+    v = y - low
+    v = v / v.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    # from y along v: where the square ends ...
+    r_box = ((torch.sign(v) * half - y) / v).abs().nan_to_num(nan=math.inf).min(dim=1).values
+    # ... and where another funnel j takes over: ‖y + r v − c_j‖ + b_j = u(y) + r, solved for r
+    da = y[:, None, :] - c[None]                      # (N, K, 2)
+    db = u_y[:, None] - b[None]                       # (N, K)
+    r = 0.5 * (da.pow(2).sum(2) - db.pow(2)) / (db - (da * v[:, None, :]).sum(2))
+    r = torch.where((r > 0) & (r > -db), r, torch.full_like(r, math.inf)).min(dim=1).values
+    up = y + v * torch.minimum(r_box, r)[:, None]
+    full, base = (up - low).norm(dim=1), (y - low).norm(dim=1)
+    t = torch.where((full > 0) & (base > 0), base / full.clamp(min=1e-30), torch.zeros_like(base))
+    x = low + t.pow(pair["deg"])[:, None] * (up - low)
+    return x, y
+
+
+def true_w1(pair: dict, n: int = 100_000, seed: int = 0) -> float:
+    """W1(P, Q) = E‖x − y‖ over the plan, by Monte Carlo."""
+    x, y = sample_plan(n, pair, torch.Generator().manual_seed(seed))
+    return (x - y).norm(dim=1).mean().item()
+
+
+# ------------------------------------------------------------------------------------ the metrics
+def metrics(critic, pair: dict, n: int = 4096, seed: int = 1) -> dict:
+    """cos and L2 between ∇f and the optimal −∇u at n samples of P (leaving out the points on a
+    funnel centre, whose share is `at_centre`), and the critic's estimate E_P f − E_Q f on
+    independent samples beside the true W1 of the plan's n pairs."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = sample_plan(n, pair, g)
+    q = sample_q(n, pair, g)
+    want = -potential_grad(x, pair)
+    ok = torch.isfinite(want).all(dim=1)
+    f_x, gn = critic_and_grad(critic, x)
+    cos = (gn * want).sum(1) / (gn.norm(dim=1) * want.norm(dim=1) + 1e-15)
+    with torch.no_grad():
+        f_q = critic(q).reshape(-1)
+    return {"cos": cos[ok].mean().item(), "l2": (gn - want)[ok].pow(2).sum(1).mean().item(),
+            "estimate": (f_x.mean() - f_q.mean()).item(),
+            "true_w1": (x - y).norm(dim=1).mean().item(), "at_centre": 1 - ok.float().mean().item()}
+
+
+def critic_and_grad(critic, x):
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        f = critic(x).reshape(-1)
+        (gx,) = torch.autograd.grad(f.sum(), x, allow_unused=True) if f.requires_grad \
+            else (None,)
+    return f.detach(), (torch.zeros_like(x) if gx is None else gx).detach()  # blind to x: 0
+
+
+# ----------------------------------------------------------------------------- training one critic
+def make_critic(kind: str) -> nn.Module:
+    """The benchmark's critic: MLP 2-128-128-1 with ReLU (spectrally normalised for 'sn')."""
+    net = nn.Sequential(nn.Linear(2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                        nn.Linear(128, 1))
+    if kind == "sn":
+        importlib.import_module("wgan_sn").spectral_normalize_(net)
+    return net
+
+
+def critic_loss(kind: str, kw: dict, D, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The critic's loss with its constraint, high on P ("real") and low on Q ("fake"), by the
+    scripts' own functions."""
+    if kind == "ct":  # the c-transform: no constraint, the critic's value over the real batch
+        f_p = D(p).reshape(-1)
+        ct = importlib.import_module("wgan_ct").c_transform(f_p, p, q, kw["epsilon"])
+        return -(f_p.mean() + ct.mean())
+    loss = D(q).mean() - D(p).mean()
+    if kind == "gp":
+        pen = importlib.import_module("wgan_gp").gradient_penalty(D, p, q, kw["one_sided"])
+    elif kind == "quotient":
+        pen = importlib.import_module("slogan").lipschitz_penalty(
+            D, p, q, pairs=kw["pairs"], one_sided=kw["one_sided"])
+    elif kind == "dragan":
+        pen = importlib.import_module("dragan").dragan_penalty(D, p, kw["kind"], fake=q)
+    elif kind == "div":
+        return loss + importlib.import_module("wgan_div").divergence_penalty(D, p, q, kw["k"],
+                                                                            kw["p"])
+    else:  # clip, sn: the constraint is in the weights
+        return loss
+    return loss + kw["lam"] * pen
+
+
+def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024) -> dict:
+    """Train one critic on one pair from one seed; return its metrics and the critic."""
+    torch.set_num_threads(1)
+    kind, kw = next((k, kw) for n, k, kw, _ in CONSTRAINTS if n == name)
+    pair = load_pair(funnels)
+    torch.manual_seed(seed)
+    D = make_critic(kind)
+    opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
+    g = torch.Generator().manual_seed(10_000 + seed)
+    first = metrics(D, pair, seed=seed + 1) if kind != "sn" else None
+    t = time.time()
+    for _ in range(iters):
+        p, _ = sample_plan(batch, pair, g)
+        q = sample_q(batch, pair, g)
+        loss = critic_loss(kind, kw, D, p, q)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+        if kind == "clip":
+            importlib.import_module("wgan_clip").clip_weights_(D, kw["c"])
+    seconds = time.time() - t
+    D.eval()  # spectral norm: measure without moving u
+    out = {"config": name, "funnels": funnels, "seed": seed, "iters": iters,
+           "seconds": seconds, **metrics(D, pair, seed=seed + 1)}
+    if first is not None:
+        out["cos_at_start"] = first["cos"]
+    if not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate")):
+        out["diverged"] = True
+    return {**out, "state": {k: v.clone() for k, v in D.state_dict().items()}}
+
+
+# ------------------------------------------------------------------------------- tables, figures
+def table(rows, pairs) -> list:
+    out = []
+    for funnels in sorted({r["funnels"] for r in rows}):
+        w1 = pairs[funnels]["true_w1"]
+        for name, _, _, pub in CONSTRAINTS:
+            rs = [r for r in rows if r["config"] == name and r["funnels"] == funnels]
+            if not rs:
+                continue
+            def stats(key, scale=1.0):
+                v = [r[key] / scale for r in rs if math.isfinite(r[key])]
+                return (statistics.median(v), min(v), max(v)) if v else (None,) * 3
+            published = pairs[funnels]["published"].get(pub) if pub else None
+            out.append({"funnels": funnels, "config": name, "seeds": len(rs),
+                        "iters": rs[0]["iters"],
+                        **dict(zip(("cos", "cos_min", "cos_max"), stats("cos"))),
+                        **dict(zip(("l2", "l2_min", "l2_max"), stats("l2"))),
+                        **dict(zip(("est_over_w1", "est_over_w1_min", "est_over_w1_max"),
+                                   stats("estimate", w1))),
+                        "published_solver": pub or "", "published_cos":
+                        published["cos"] if published else None,
+                        "published_l2": published["l2"] if published else None,
+                        "published_est_over_w1": published["cost"] / pairs[funnels]["published"]
+                        ["true"]["cost"] if published else None,
+                        "at_centre": statistics.median(r["at_centre"] for r in rs),
+                        "seconds": statistics.median(r["seconds"] for r in rs)})
+    return out
+
+
+def fmt(v, spec=".2f"):
+    return "–" if v is None else format(v, spec)
+
+
+def write(rows, pairs, a, command, minutes):
+    os.makedirs(a.out, exist_ok=True)
+    t = table(rows, pairs)
+    if t:
+        with open(os.path.join(a.out, "results.csv"), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(t[0]))
+            w.writeheader()
+            w.writerows(t)
+    import platform
+    lines = [f"Command: `{command}`", "",
+             f"Ran on {common.device_name(torch.device('cpu'))} ({platform.machine()}), torch "
+             f"{torch.__version__}, one thread per training, {a.jobs} at a time; this call took "
+             f"{minutes:.0f} min.", "",
+             "Medians [min, max] over the seeds. cos: mean cos(∇f, −∇u) at samples of P (1: the "
+             "optimal critic's gradient); L2: mean ‖∇f + ∇u‖² there (0 is optimal); est/W1: the "
+             "critic's E_P f − E_Q f over the true W1 (1 is exact). 'published': the paper's "
+             "solver of that family under their full protocol (60,000 iterations for GP/LP, "
+             "10,000 SN, 25,000 CoWGAN, 5,000 clipping) and their metric, which counts the "
+             "samples on a funnel centre (share in the last column) with ∇u = 0.", ""]
+    for funnels in sorted({r["funnels"] for r in t}):
+        lines += [f"### {funnels} funnels (true W1 {pairs[funnels]['true_w1']:.3f}; the paper's "
+                  f"{pairs[funnels]['published']['true']['cost']:.3f})", "",
+                  "| constraint | seeds × iters | cos | L2 | est / W1 | published (solver: cos, "
+                  "L2, est / W1) | on a centre | s per run |", "|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in t if r["funnels"] == funnels):
+            pub = (f"{r['published_solver']}: {fmt(r['published_cos'])}, "
+                   f"{fmt(r['published_l2'])}, {fmt(r['published_est_over_w1'])}"
+                   if r["published_solver"] else "–")
+            lines.append(
+                f"| {r['config']} | {r['seeds']} × {r['iters']} | {fmt(r['cos'])} "
+                f"[{fmt(r['cos_min'])}, {fmt(r['cos_max'])}] | {fmt(r['l2'])} "
+                f"[{fmt(r['l2_min'])}, {fmt(r['l2_max'])}] | {fmt(r['est_over_w1'])} "
+                f"[{fmt(r['est_over_w1_min'])}, {fmt(r['est_over_w1_max'])}] | {pub} | "
+                f"{100 * r['at_centre']:.0f} % | {fmt(r['seconds'], '.0f')} |")
+        lines.append("")
+    with open(os.path.join(a.out, "results.md"), "w") as fh:
+        fh.write("\n".join(lines))
+    return t
+
+
+def figure(rows, pair, path):
+    """The true critic −u with its gradient field, then each constraint's critic (first seed)
+    over the map of cos(∇f, −∇u): red where the critic's gradient points the wrong way."""
+    from matplotlib.colors import TwoSlopeNorm
+    h, n = pair["half"], 96
+    xs = torch.linspace(-h, h, n)
+    grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), dim=-1).reshape(-1, 2)
+    xs = xs.numpy()
+    want = -potential_grad(grid, pair)
+    firsts = {}
+    for r in rows:
+        if r["funnels"] == pair["funnels"] and r["config"] not in firsts:
+            firsts[r["config"]] = r
+    panels = [("optimal critic −u, ∇(−u)", None)] + [
+        (f"{name}\ncos {firsts[name]['cos']:.2f}, est/W1 "
+         f"{firsts[name]['estimate'] / pair['true_w1']:.2f}", firsts[name])
+        for name, *_ in CONSTRAINTS if name in firsts]
+    fig, axes, _ = common._panel_grid(len(panels), 5, 3.2, 3.3)
+    for ax, (title, r) in zip(axes, panels):
+        if r is None:
+            f = -potential(grid, pair)
+            ax.contourf(xs, xs, f.reshape(n, n).numpy(), levels=20, cmap="PuBu")
+            s = slice(None, None, 6)
+            g = want.reshape(n, n, 2).numpy()
+            ax.quiver(xs[s], xs[s], g[s, s, 0], g[s, s, 1], color="k", scale=30, width=0.004)
+        else:
+            D = make_critic(next(k for nm, k, _, _ in CONSTRAINTS if nm == r["config"]))
+            D.load_state_dict(r["state"])
+            D.eval()
+            f, gr = critic_and_grad(D, grid)
+            cos = (gr * want).sum(1) / (gr.norm(dim=1) * want.norm(dim=1) + 1e-15)
+            ax.imshow(cos.reshape(n, n).nan_to_num(0).numpy(), origin="lower",
+                      extent=(-h, h, -h, h),
+                      cmap="RdBu", norm=TwoSlopeNorm(vmin=-1, vcenter=0, vmax=1))
+            ax.contour(xs, xs, f.reshape(n, n).numpy(), levels=15, colors="k", linewidths=0.4)
+        c = pair["centers"].numpy()
+        ax.scatter(c[:, 0], c[:, 1], s=8, c="#f28e2b", zorder=3)
+        ax.set_xlim(-h, h)
+        ax.set_ylim(-h, h)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"{pair['funnels']} funnels: the optimal critic, then each constraint's level "
+                 f"lines over cos(∇f, −∇u) (blue 1, red −1), funnel centres orange", fontsize=10)
+    return common._save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ main
+def parse_args(argv=None):
+    p = common.ArgumentParser(prog="w1_benchmark.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--funnels", type=int, nargs="+", choices=FUNNELS, default=[4, 16],
+                   help="the pairs (funnel counts)")
+    p.add_argument("--seeds", type=common.number(int, 0, 2**31, hi_ok=False), nargs="+",
+                   default=[0, 1, 2], help="seeds of each training")
+    p.add_argument("--iters", type=common.number(int, 1), default=1500,
+                   help="critic iterations per training (theirs: 60,000 for GP/LP)")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="keep constraints whose name contains one of these strings")
+    p.add_argument("--jobs", type=common.number(int, 1), default=2, help="trainings at a time")
+    p.add_argument("--out", default="results/w1_benchmark", help="output folder")
+    a = p.parse_args(argv)
+    names = [c[0] for c in CONSTRAINTS]
+    if a.only and not [n for n in names if any(s in n for s in a.only)]:
+        p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
+    a.seeds = list(dict.fromkeys(a.seeds))
+    try:
+        common.writable_folder(a.out)
+    except ValueError as e:
+        p.error(str(e))
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    names = [c[0] for c in CONSTRAINTS if not a.only or any(s in c[0] for s in a.only)]
+    jobs = [(n, f, s) for f in a.funnels for n in names for s in a.seeds]
+    command = "python benchmarks/w1_benchmark.py " + " ".join(sys.argv[1:] if argv is None
+                                                                else argv)
+    pairs = {f: {**load_pair(f), "true_w1": true_w1(load_pair(f))} for f in a.funnels}
+    print(f"[w1] {len(jobs)} trainings of {a.iters} iterations, {a.jobs} at a time, into "
+          f"{a.out}; true W1: " + ", ".join(f"{f} funnels {pairs[f]['true_w1']:.3f}"
+                                            for f in a.funnels), flush=True)
+    t0, rows = time.time(), []
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(train, n, f, s, a.iters) for n, f, s in jobs]
+        for i, fut in enumerate(futures, 1):
+            r = fut.result()
+            rows.append(r)
+            print(f"[w1] {i}/{len(jobs)} {r['config']} {r['funnels']} funnels s{r['seed']}: "
+                  f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
+                  f"{r['estimate'] / pairs[r['funnels']]['true_w1']:.2f} in {r['seconds']:.0f} s",
+                  flush=True)
+    write(rows, pairs, a, command, (time.time() - t0) / 60)
+    for f in a.funnels:
+        figure(rows, pairs[f], os.path.join(a.out, f"pair-{f}.png"))
+    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}",
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""WGAN-SN: a Wasserstein GAN whose critic is kept Lipschitz by spectral normalisation.
+
+Miyato, Kataoka, Koyama, Yoshida 2018, "Spectral Normalization for Generative Adversarial
+Networks", arXiv:1802.05957 (code: pfnet-research/sngan_projection). Every linear and
+convolutional layer of the critic uses its weight W as W/σ(W), σ(W) the largest singular value,
+estimated by power iteration with a persistent vector u: one iteration each time the critic is
+run in training mode (PyTorch's own torch.nn.utils.parametrizations.spectral_norm). With
+1-Lipschitz activations (ReLU, LeakyReLU) each layer is then 1-Lipschitz and so is the MLP
+critic, K ≤ Π_l ‖W_l/σ(W_l)‖₂ = 1: no penalty, no clipping.
+
+    critic     min_f  E f(G(z)) − E f(x),   f built from the layers W_l/σ(W_l)
+    generator  min_G  −E f(G(z))
+    σ(W) ≈ uᵀWv after u ← Wv/‖Wv‖, v ← Wᵀu/‖Wᵀu‖ (--power-iterations per critic update)
+
+Where this departs from the paper, in one line each:
+- the WGAN loss, not the paper's hinge loss: spectral normalisation as a WGAN critic's Lipschitz
+  constraint (as Korotin et al. 2022 benchmark it, "SN-GAN");
+- one power iteration per critic update (its two forward passes share one normalised weight:
+  torch.nn.utils.parametrize.cached), not one per forward pass; evaluation runs the critic in
+  eval mode, so that measuring never moves u;
+- for a convolution σ is that of the weight reshaped to (out, in·kh·kw), as in the paper and in
+  torch: that is not the operator norm of the convolution, so on the digits' conv critic the
+  product of the layers' σ certifies nothing. The script logs the exact bound
+  K = Π_l ‖A_l‖₂ of the layers' linear maps (common.lipschitz_bound, as wgan_clip.py) with
+  the certified check E f(real) − E f(fake) ≤ K·W1 on the same samples.
+
+Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
+    python wgan_sn.py                              # swiss roll, 5000 iterations (~2 min on 2 cores)
+    python wgan_sn.py --power-iterations 5         # a tighter σ estimate per update
+    python wgan_sn.py --data digits                # 8×8 digits, 2000 iterations
+    python wgan_sn.py --dim 512 --iters 100000     # gan_toy.py's full toy setting
+    python wgan_sn.py --fixed-generator            # train the critic alone against real + N(0, I)
+    python wgan_sn.py --iters 40 --dim 32 --eval-every 20      # a quick check on the CPU
+    python wgan_sn.py --resume runs/<run>/checkpoint.pt --iters 8000    # continue a run
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+import common
+from common import say
+
+SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
+N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
+N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
+RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
+
+
+# ---------------------------------------------------------------------------------- the method
+def spectral_normalize_(critic: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+    """Put spectral normalisation on every nn.Linear and nn.Conv2d of the critic, in place, and
+    return it (Miyato et al. 2018): each layer's weight becomes W/σ(W), σ estimated by
+    n_power_iterations power iterations on every training-mode forward pass, with persistent
+    vectors u and v kept as buffers (in the state dict, so a checkpoint resumes them).
+
+    PyTorch's torch.nn.utils.parametrizations.spectral_norm does the work; a layer that has a
+    spectral norm already is left alone. In eval mode the layers reuse u and v without
+    updating them.
+    """
+    if n_power_iterations < 1:
+        raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+    for m in critic.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and not parametrize.is_parametrized(m, "weight"):
+            spectral_norm(m, n_power_iterations=n_power_iterations)
+    return critic
+
+
+@torch.no_grad()
+def layer_sigmas(critic: nn.Module) -> torch.Tensor:
+    """The exact largest singular value of each normalised layer's weight matrix as the layer
+    uses it (W/σ(W), a convolution's reshaped to (out, in·kh·kw)): 1 once the power iteration
+    has converged. Reads the weights in eval mode: no power-iteration step."""
+    was = critic.training
+    critic.eval()
+    try:
+        return torch.stack([torch.linalg.matrix_norm(m.weight.detach().double().flatten(1), 2)
+                            for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))])
+    finally:
+        critic.train(was)
+
+
+def method_name(args) -> str:
+    its = "" if args.power_iterations == 1 else f", {args.power_iterations} power iterations"
+    return f"WGAN, spectral normalisation{its}"
+
+
+# --------------------------------------------------------------------------------------- models
+def mlp(d_in: int, dim: int, d_out: int) -> nn.Sequential:
+    """Three hidden ReLU layers, as gan_toy.py's G and critic (no batch norm: the penalty is per
+    sample, and batch norm would couple the samples of a batch)."""
+    return nn.Sequential(nn.Linear(d_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
+                         nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, d_out))
+
+
+class Critic(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = mlp(2, dim, 1)
+
+    def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
+        return self.net(x).squeeze(-1)
+
+
+Z_DIGITS = 16  # latent size for the digits; on the toys z is drawn in the data's own plane
+
+
+class ConvCritic(nn.Module):
+    """The critic for the 8×8 digits, in the shape of gan_mnist.py's (igul222/
+    improved_wgan_training): convolutions 8×8 → 8×8 → 4×4 → 2×2 of dim/8, dim/4 and dim/2
+    channels with LeakyReLU(0.2), then a linear score. No batch norm, for the reason at mlp."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        c = max(dim // 8, 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(16 * c, 1))
+
+    def forward(self, x):  # (N, 1, 8, 8) -> (N,)
+        return self.net(x).squeeze(-1)
+
+
+def conv_generator(dim: int) -> nn.Sequential:
+    """z (N, Z_DIGITS) → digits (N, 1, 8, 8): linear to 2×2, transposed convolutions to 4×4 and
+    8×8, and a sigmoid for the data's range [0, 1] (gan_mnist.py's generator, scaled down)."""
+    c = max(dim // 8, 1)
+    return nn.Sequential(
+        nn.Linear(Z_DIGITS, 16 * c), nn.ReLU(), nn.Unflatten(1, (4 * c, 2, 2)),
+        nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, 1, 3, padding=1), nn.Sigmoid())
+
+
+def make_models(args):
+    """(G, D): the MLPs on the toys, the convolutional pair on the digits; every layer of D
+    spectrally normalised."""
+    if args.data == "digits":
+        return conv_generator(args.dim), spectral_normalize_(ConvCritic(args.dim),
+                                                             args.power_iterations)
+    return mlp(2, args.dim, 2), spectral_normalize_(Critic(args.dim), args.power_iterations)
+
+
+def z_dim(args) -> int:
+    return Z_DIGITS if args.data == "digits" else 2
+
+
+# ------------------------------------------------------------------------------------ arguments
+def build_parser() -> common.ArgumentParser:
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+    m = p.add_argument_group("method")
+    m.add_argument("--power-iterations", type=common.number(int, 1, 1000), default=1,
+                   help="power iterations per critic update for each layer's σ (the paper's 1)")
+    t = p.add_argument_group("training")
+    t.add_argument("--data", choices=common.DATASETS, default="swissroll",
+                   help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
+    t.add_argument("--iters", type=common.number(int, 1), default=5000,
+                   help="generator iterations (2000 on digits)")
+    t.add_argument("--n-critic", type=common.number(int, 1), default=5,
+                   help="critic steps per generator step")
+    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
+                   help="Adam learning rate (G and critic)")
+    t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
+                   default=[0.5, 0.9], help="Adam betas")
+    t.add_argument("--dim", type=common.number(int, 1), default=128,
+                   help="hidden width of G and critic (gan_toy.py: 512); on digits, twice the "
+                        "channels of the widest convolution")
+    t.add_argument("--fixed-generator", action="store_true",
+                   help="no generator: train the critic alone against fake = real + N(0, I)")
+    t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
+                   help="random seed")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    r.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
+    r.add_argument("--eval-every", type=common.number(int, 1), default=500,
+                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
+    r.add_argument("--out", default="runs", help="parent folder of the run folder")
+    r.add_argument("--resume", metavar="PATH",
+                   help="checkpoint.pt (or its run folder) to continue; may change only "
+                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
+    return p
+
+
+def step_bytes(args) -> int:
+    """A rough upper estimate of one training step's memory: weights with their gradients and
+    optimiser state, and activations kept for the double backward (~5× more per unit of
+    width in the digits' convolutions than in the toys' MLPs)."""
+    acts = 48 * args.batch * args.dim * (5 if args.data == "digits" else 1)
+    return 4 * (16 * args.dim ** 2 + acts)
+
+
+# ------------------------------------------------------------------------------ training step
+OPTIMIZER = torch.optim.Adam  # for G and the critic
+
+
+def make_optimizers(G, D, args, capturable: bool):
+    """Adam for both, lr 1e-4, betas (0.5, 0.9), as the other scripts (the SN-GAN paper's
+    WGAN-GP comparisons use the same). Capturable (the step
+    count lives on the GPU) only where a CUDA graph replays the update: eager runs skip its cost."""
+    kw = {"capturable": True} if capturable else {}
+    return (OPTIMIZER(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
+            OPTIMIZER(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
+
+
+def fake_batch(G, real, args, generator=None):
+    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
+    FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
+    if args.fixed_generator:
+        return real + torch.randn(real.shape, device=real.device, generator=generator)
+    return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
+
+
+def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
+    """One generator iteration: n_critic critic steps, then one generator step.
+
+    No host syncs inside (no .item(), no printing), so the same function runs eagerly or is
+    captured once into a CUDA graph and replayed (the power iteration updates u and v in place,
+    so a replay updates them too). Returns the last critic step's loss and batch estimate, and
+    the generator loss, as one device tensor (STEP_COLUMNS).
+    """
+    device = next(D.parameters()).device
+    for _ in range(n_critic):
+        real = common.sample(args.data, args.batch, device)
+        with torch.no_grad():
+            fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
+        with parametrize.cached():  # one W/σ(W), so one power iteration, for both passes
+            f_real, f_fake = D(real).mean(), D(fake).mean()
+            loss_d = f_fake - f_real  # E f(fake) − E f(real); the constraint is in the layers
+        opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+        loss_d.backward()
+        opt_d.step()
+    if args.fixed_generator:
+        loss_g = torch.zeros((), device=device)
+    else:
+        loss_g = -D(G(torch.randn(args.batch, z_dim(args), device=device))).mean()  # −E f(G(z))
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
+        opt_g.step()
+    return torch.stack([loss_d, f_real - f_fake, loss_g]).detach()
+
+
+STEP_COLUMNS = ("loss_d", "estimate_batch", "loss_g")
+
+
+def critic_steps(args, it: int) -> int:
+    """Critic steps in generator iteration it (counted from 0)."""
+    return args.n_critic
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def evaluate(G, D, args, device, it: int) -> dict:
+    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, ‖∇f‖
+    at interpolates, the exact bound K with its certified check E f(real) − E f(fake) ≤
+    K·W1(real, fake) on the last draw, the largest σ of the normalised layers, and the critic
+    loss's weight gradient. Called with the critic in eval mode (log_and_save).
+
+    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
+    so a run stopped and resumed draws the same numbers as one that was not.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
+        w1s, floors = [], []
+        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
+        for _ in range(N_EVAL_DRAWS):
+            real = common.sample(args.data, n, device, split="test")  # digits: held out
+            with torch.no_grad():
+                fake = fake_batch(G, common.sample(args.data, n, device), args)
+            if not torch.isfinite(fake).all():
+                raise common.Diverged("a generated sample")
+            w1s.append(common.w1(fake, real))
+            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
+        with torch.no_grad():
+            est = (D(real).mean() - D(fake).mean()).item()
+        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
+        t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
+        row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
+        k = common.lipschitz_bound(D, real.shape[1:]).item()
+        row.update(lipschitz_bound=k, k_times_w1=k * w1s[-1], estimate_over_w1=est / w1s[-1],
+                   certified=float(est <= k * w1s[-1] + 1e-9),
+                   sigma_max=layer_sigmas(D).max().item())
+        # The critic loss's weight gradient, as the penalty scripts log it (no penalty here).
+        r, f = real[: args.batch], fake[: args.batch]
+        params = [p for p in D.parameters() if p.requires_grad]
+        row["grad_w_disc"] = common.flat_grad(D(f).mean() - D(r).mean(), params).norm().item()
+    return row
+
+
+def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) -> dict:
+    """Evaluate at iteration it, then write the critic figure, the checkpoint and a metrics row
+    and print a progress line. stats: the training step's means since the last evaluation."""
+    row = {"iter": it, **stats}
+    weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
+    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
+        raise common.Diverged("a loss or a weight")
+    D.eval()  # measuring must not take power-iteration steps (u, v are training state)
+    try:
+        row.update(evaluate(G, D, args, device, it))
+        gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points every time
+        real = common.sample(args.data, 512, device, generator=gen)
+        with torch.no_grad():
+            fake = fake_batch(G, common.sample(args.data, 512, device, generator=gen), args, gen)
+        common.plot_critic(D, real, fake, os.path.join(
+            run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
+            title=f"{method_name(args)} · {args.data} · iteration {it}")
+    finally:
+        D.train()
+    common.save_checkpoint(run_dir, {
+        "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
+        "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
+    common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
+    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
+    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
+        f" σ {row['sigma_max']:.3f} K {row['lipschitz_bound']:.3g}"
+        f" | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
+        f" est {row['critic_estimate']:.3f}{cover} | {1000 / row['ms_per_iter']:.1f} it/s"
+        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    return row
+
+
+# ------------------------------------------------------------------------------------ run files
+def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
+    """Load a checkpoint's weights, optimiser and random states onto this run's device."""
+    G.load_state_dict(ckpt["G"])
+    D.load_state_dict(ckpt["D"])
+    common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
+    common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
+    common.restore_rng(ckpt, device)
+    return ckpt["iteration"]
+
+
+def parse(argv):
+    """The run's arguments (the checkpoint's on --resume), checkpoint and device, or a one-line
+    error and exit 2 before anything is written."""
+    common.robust_console()
+    parser = build_parser()
+    args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
+    try:
+        device = common.pick_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device {args.device!r}: {e}")
+    if step_bytes(args) > common.memory_of(device):
+        parser.error(f"--batch {args.batch} with --dim {args.dim} needs about "
+                     f"{step_bytes(args) / 2**30:.0f} GiB, more than the "
+                     f"{common.memory_of(device) / 2**30:.0f} GiB of {device}")
+    return args, ckpt, device
+
+
+# ------------------------------------------------------------------------------------ main loop
+def main(argv=None) -> int:
+    args, ckpt, device = parse(argv)
+    use_graph = common.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
+    torch.manual_seed(args.seed)
+    G, D = (m.to(device) for m in make_models(args))
+    opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
+    try:
+        run_dir, lock = common.open_run_dir(args.out, f"{SCRIPT}-{args.data}-s{args.seed}",
+                                           os.path.dirname(ckpt["path"]) if ckpt else None)
+    except ValueError as e:
+        build_parser().error(str(e))
+    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
+    logged = common.trim_metrics(os.path.join(run_dir, "metrics.csv"), start)
+    config = f"config-resume{start}.json" if ckpt else "config.json"
+    common.write_json(os.path.join(run_dir, config),
+                      {"script": SCRIPT, "args": vars(args), "method": method_name(args),
+                       "argv": sys.argv if argv is None else argv, "cuda_graph": use_graph,
+                       "versions": common.versions(device)})
+    say(f"[{SCRIPT}] {method_name(args)} · {args.data} · {args.iters} iterations on {device}"
+        f"{' (CUDA graph)' if use_graph else ''}\n[{SCRIPT}] run folder: {run_dir}")
+
+    step = functools.partial(train_step, G, D, opt_g, opt_d, args)
+    run_step = common.CudaGraphStep(step) if use_graph else step
+    stop, acc, t0 = common.StopSignal(), torch.zeros(len(STEP_COLUMNS), device=device), time.time()
+    it, last, mark, status, why = start, None, (start, time.time()), "finished", ""
+    try:
+        if start not in logged:
+            last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device,
+                                common.step_stats(STEP_COLUMNS, acc, 0, time.time()), final=False)
+            mark = (it, time.time())
+        while it < args.iters and not stop.signum:
+            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            it += 1
+            if it % args.eval_every == 0 or it == args.iters or stop.signum:
+                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
+                last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats,
+                                    final=it == args.iters or bool(stop.signum))
+                acc.zero_()
+                mark = (it, time.time())
+        status = "interrupted" if stop.signum else "finished"
+    except common.Diverged as e:
+        status, why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
+    except common.CaptureFailed as e:  # not safe to go on in this process: stop, say how to resume
+        status, why = "capture_failed", f"{e}; continue without the graph: --resume " \
+            f"{os.path.join(run_dir, 'checkpoint.pt')} --no-cuda-graph"
+    except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
+        if not isinstance(e, MemoryError) and "memory" not in str(e):
+            raise
+        status, why = "out_of_memory", "out of memory (try a smaller --batch or --dim): " \
+            + str(e).strip().splitlines()[0]
+    finally:
+        stop.restore()
+    good = last["iter"] if last else start
+    if why:
+        say(f"[{SCRIPT}] stopped after iteration {good}: {why}. The last good checkpoint and "
+            f"figures (iteration {good}) are kept in {run_dir}", err=True)
+    else:
+        common.plot_curves(os.path.join(run_dir, "metrics.csv"),
+                           os.path.join(run_dir, "curves.png"), title=method_name(args))
+    if status == "interrupted":
+        say(f"[{SCRIPT}] interrupted at iteration {it}: checkpoint and figures written; "
+            f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}")
+    common.write_json(os.path.join(run_dir, "summary.json"), {
+        "status": status, "iteration": good, "wall_time_s": time.time() - t0, "run_dir": run_dir,
+        "method": method_name(args), "data": args.data, "why": why or None, "final": last})
+    say(f"[{SCRIPT}] {status} in {common.fmt_time(time.time() - t0)} · run folder: {run_dir}")
+    lock.close()
+    return {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1}.get(
+        status, 128 + (stop.signum or 2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
