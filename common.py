@@ -420,6 +420,16 @@ def _panel_grid(n: int, ncols: int, width: float, height: float):
     return fig, axes[:n], ncols
 
 
+def square_panel(ax, extent: float, title: str, fontsize: int = 9) -> None:
+    """A grid panel over [-extent, extent]², equal axes, no ticks, titled."""
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=fontsize)
+
+
 def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
                      extent: float = GRID_EXTENT) -> str:
     """Several critics side by side, as the figures of the 2017-05-29 Lernapparat post: panels
@@ -430,12 +440,7 @@ def plot_critic_grid(panels, path: str, title: str = "", ncols: int = 4,
         X, Y, F, _ = critic_grid(critic, device=params[0].device if params else "cpu",
                                  extent=extent)
         _draw_levels(ax, X, Y, F, real, fake)
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(name, fontsize=9)
+        square_panel(ax, extent, name)
     if title:
         fig.suptitle(title, fontsize=12 if ncols >= 3 else 8, wrap=True)
     return _save(fig, path)

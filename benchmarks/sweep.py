@@ -223,6 +223,9 @@ class Runner:
         if found.resumable:
             argv = ["--resume", found.resumable]
             what = "resumed"
+            summ = _read_json(os.path.join(found.resumable, "summary.json")) or {}
+            if summ.get("status") == "capture_failed":  # the run says how: without the graph
+                argv.append("--no-cuda-graph")
         else:
             argv, what = [*flags, "--out", folder], "ran"
         t = time.time()

@@ -242,3 +242,33 @@ def test_a_signal_to_the_sweep_reaches_its_runs_and_a_rerun_resumes(signum, tmp_
     summ = json.load(open(run_dir))
     assert summ["status"] == "finished" and summ["iteration"] == 4000
     assert "| c-transform | swissroll | 1 |" in open(os.path.join(out, "results.md")).read()
+
+
+def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsys, monkeypatch):
+    """What the run's own message says to do: --resume it with --no-cuda-graph."""
+    import common
+    import wgan_ct
+
+    class StopsAtOnce(common.StopSignal):  # the run stops after its first evaluation
+        def __init__(self):
+            super().__init__()
+            self.signum = signal.SIGINT
+
+    out = str(tmp_path / "cmp")
+    argv = ONE + ["--out", out, "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1"]
+    a = compare.parse_args(argv)
+    (run,) = compare.plan(a)
+    want = sweep.resolved_args(run[2], run[3])
+    folder = os.path.join(out, "runs", run[0])
+    with monkeypatch.context() as m:
+        m.setattr(common, "StopSignal", StopsAtOnce)
+        assert wgan_ct.main(run[3] + ["--out", folder]) == 130  # a run as the sweep makes it
+    (summary,) = glob.glob(os.path.join(folder, "*", "summary.json"))
+    s = json.load(open(summary))
+    json.dump({**s, "status": "capture_failed"}, open(summary, "w"))
+    with sweep.Runner() as runner:
+        key, what = runner.run(run, out, want)
+    assert what.startswith("resumed: exit 0"), what
+    (resume_cfg,) = glob.glob(os.path.join(os.path.dirname(summary), "config-resume*.json"))
+    assert "--no-cuda-graph" in json.load(open(resume_cfg))["argv"]
+    assert json.load(open(summary))["status"] == "finished"

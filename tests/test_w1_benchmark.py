@@ -101,6 +101,8 @@ def test_a_tiny_run_writes_the_table_and_the_figure(tmp_path, capsys):
     assert "| gp-onesided-l10 | 1 × 5 |" in md and "wgan-lp: 0.82, 0.17, 1.08" in md
     assert "| wgan-sn | 1 × 5 |" in md and "sn-gan: 0.21" in md
     assert os.path.getsize(os.path.join(out, "pair-4.png")) > 10_000
+    runs = open(os.path.join(out, "runs.csv")).read().splitlines()
+    assert runs[0].startswith("config,funnels,seed") and len(runs) == 3  # one row a training
 
 
 @pytest.mark.parametrize("argv,says", [(["--funnels", "5"], "--funnels"),
