@@ -30,7 +30,7 @@ with the map of cos(∇f, −∇u) over the square (where the constraint goes wr
 
     python benchmarks/w1_benchmark.py                          # 4 and 16 funnels, 3 seeds (~25 min)
     python benchmarks/w1_benchmark.py --only gp- slogan --funnels 4 --seeds 0
-    python benchmarks/w1_benchmark.py --iters 60000 --device cuda   # their full GP/LP protocol
+    python benchmarks/w1_benchmark.py --iters 60000 --device cuda --jobs 4  # their GP/LP protocol
 """
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def true_w1(pair: dict, n: int = 100_000, seed: int = 0) -> float:
 
 
 # ------------------------------------------------------------------------------------ the metrics
-def metrics(critic, pair: dict, n: int = 4096, seed: int = 1) -> dict:
+def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> dict:
     """cos and L2 between ∇f and the optimal −∇u at n samples of P (leaving out the points on a
     funnel centre, whose share is `at_centre`), and the critic's estimate E_P f − E_Q f on
     independent samples beside the true W1 of the plan's n pairs."""
@@ -149,10 +149,10 @@ def metrics(critic, pair: dict, n: int = 4096, seed: int = 1) -> dict:
     q = sample_q(n, pair, g)
     want = -potential_grad(x, pair)
     ok = torch.isfinite(want).all(dim=1)
-    f_x, gn = critic_and_grad(critic, x)
+    f_x, gn = (v.cpu() for v in critic_and_grad(critic, x.to(device)))
     cos = (gn * want).sum(1) / (gn.norm(dim=1) * want.norm(dim=1) + 1e-15)
     with torch.no_grad():
-        f_q = critic(q).reshape(-1)
+        f_q = critic(q.to(device)).reshape(-1).cpu()
     return {"cos": cos[ok].mean().item(), "l2": (gn - want)[ok].pow(2).sum(1).mean().item(),
             "estimate": (f_x.mean() - f_q.mean()).item(),
             "true_w1": (x - y).norm(dim=1).mean().item(), "at_centre": 1 - ok.float().mean().item()}
@@ -200,21 +200,24 @@ def critic_loss(kind: str, kw: dict, D, p: torch.Tensor, q: torch.Tensor) -> tor
     return loss + kw["lam"] * pen
 
 
-def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024) -> dict:
-    """Train one critic on one pair from one seed; return its metrics and the critic."""
+def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
+          device: str = "cpu") -> dict:
+    """Train one critic on one pair from one seed; return its metrics and the critic. The
+    batches are drawn on the CPU (one generator, whatever the device) and moved to `device`."""
     torch.set_num_threads(1)
+    device = common.pick_device(device)
     kind, kw = next((k, kw) for n, k, kw, _ in CONSTRAINTS if n == name)
     pair = load_pair(funnels)
     torch.manual_seed(seed)
-    D = make_critic(kind)
+    D = make_critic(kind).to(device)
     opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
     g = torch.Generator().manual_seed(10_000 + seed)
-    first = metrics(D, pair, seed=seed + 1) if kind != "sn" else None
+    first = metrics(D, pair, seed=seed + 1, device=device) if kind != "sn" else None
     t = time.time()
     for _ in range(iters):
         p, _ = sample_plan(batch, pair, g)
         q = sample_q(batch, pair, g)
-        loss = critic_loss(kind, kw, D, p, q)
+        loss = critic_loss(kind, kw, D, p.to(device), q.to(device))
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
@@ -223,12 +226,12 @@ def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024) -> 
     seconds = time.time() - t
     D.eval()  # spectral norm: measure without moving u
     out = {"config": name, "funnels": funnels, "seed": seed, "iters": iters,
-           "seconds": seconds, **metrics(D, pair, seed=seed + 1)}
+           "seconds": seconds, **metrics(D, pair, seed=seed + 1, device=device)}
     if first is not None:
         out["cos_at_start"] = first["cos"]
     if not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate")):
         out["diverged"] = True
-    return {**out, "state": {k: v.clone() for k, v in D.state_dict().items()}}
+    return {**out, "state": {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}}
 
 
 # ------------------------------------------------------------------------------- tables, figures
@@ -368,12 +371,17 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="+", default=None,
                    help="keep constraints whose name contains one of these strings")
     p.add_argument("--jobs", type=common.number(int, 1), default=2, help="trainings at a time")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for every training")
     p.add_argument("--out", default="results/w1_benchmark", help="output folder")
     a = p.parse_args(argv)
     names = [c[0] for c in CONSTRAINTS]
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
     a.seeds = list(dict.fromkeys(a.seeds))
+    try:
+        common.pick_device(a.device)
+    except ValueError as e:
+        p.error(f"--device {a.device!r}: {e}")
     try:
         common.writable_folder(a.out)
     except ValueError as e:
@@ -395,7 +403,7 @@ def main(argv=None) -> int:
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(train, n, f, s, a.iters) for n, f, s in jobs]
+        futures = [pool.submit(train, n, f, s, a.iters, 1024, a.device) for n, f, s in jobs]
         for i, fut in enumerate(futures, 1):
             r = fut.result()
             rows.append(r)

@@ -272,3 +272,20 @@ def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsy
     (resume_cfg,) = glob.glob(os.path.join(os.path.dirname(summary), "config-resume*.json"))
     assert "--no-cuda-graph" in json.load(open(resume_cfg))["argv"]
     assert json.load(open(summary))["status"] == "finished"
+
+
+def test_a_kept_table_says_why_when_nothing_is_missing(tmp_path, capsys):
+    """A table of a larger sweep in --out is kept when this call's finished runs give fewer
+    rows; the line says so instead of listing an empty 'missing: '."""
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(ONE + ["--out", out])
+    (key,) = wants
+    fake_run(out, key, wants[key], "r")
+    os.makedirs(out, exist_ok=True)
+    big = "Command: `python benchmarks/compare.py`\n\n| h |\n|---|\n| a |\n| b |\n| c |\n"
+    for f in ("results.md", "fixed.md"):
+        open(os.path.join(out, f), "w").write(big)
+    assert compare.main(ONE + ["--out", out, "--no-run"]) == 0
+    said = capsys.readouterr().out
+    assert "kept results.md" in said and "this call plans fewer runs than the tables hold" in said
+    assert "missing: )" not in said and open(os.path.join(out, "results.md")).read() == big

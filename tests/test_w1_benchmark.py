@@ -108,6 +108,7 @@ def test_a_tiny_run_writes_the_table_and_the_figure(tmp_path, capsys):
 @pytest.mark.parametrize("argv,says", [(["--funnels", "5"], "--funnels"),
                                        (["--only", "nope"], "matches no constraint"),
                                        (["--iters", "0"], "--iters"),
+                                       (["--device", "cuda:7"], "--device"),
                                        (["--out", "/proc/no-such-dir/x"], "cannot write")])
 def test_bad_flags_are_one_line(argv, says, capsys):
     with pytest.raises(SystemExit) as e:
