@@ -47,7 +47,7 @@ def collapsed_sets(name: str, n: int, seed: int) -> dict:
     return sets
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = common.ArgumentParser(prog="batch_w1.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", choices=common.TOYS, default=list(common.TOYS),
                    help="toy datasets (the digits' figures: in every --data digits run)")
@@ -62,6 +62,11 @@ def main(argv=None):
             common.writable_folder(a.out)
         except ValueError as e:
             p.error(str(e))
+    return a
+
+
+def main(argv=None):
+    a = parse_args(argv)
     rows, t0 = [], time.time()
     lines = ["| data | n | floor W1(real, real′) | mean ×n | OT-means | OT-means drawn | centres | "
           "centres drawn | best collapsed / floor |", "|---|---|---|---|---|---|---|---|---|"]

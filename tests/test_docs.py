@@ -1,0 +1,119 @@
+"""The documents stay honest: every command the README, the results' tables and the programs'
+docstrings show exists with those flags (parsed by the scripts' and benchmarks' own parsers,
+nothing run), and every file they link to or show is in the repository."""
+import glob
+import importlib
+import os
+import re
+import shlex
+import sys
+
+import pytest
+
+import common
+from test_scripts import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+DOCS = sorted({os.path.join(ROOT, "README.md"), os.path.join(ROOT, "benchmarks", "data",
+                                                            "README.md"),
+               *glob.glob(os.path.join(ROOT, "results", "**", "*.md"), recursive=True)})
+
+
+def commands(path):
+    """(line number, command) for every `python <file>.py ...` in a code block or a code span."""
+    found, block = [], False
+    for i, line in enumerate(open(path, encoding="utf-8"), 1):
+        if line.lstrip().startswith("```"):
+            block = not block
+            continue
+        texts = [line] if block else re.findall(r"`([^`]+)`", line)
+        for text in texts:
+            text = re.split(r"\s#\s", text)[0].strip()  # a comment after the command
+            m = re.search(r"(?:^|\s)(python [\w/]+\.py(?: .*)?)$", text)
+            if m and not re.search(r"[<…]|\.\.\.", m.group(1)):
+                found.append((i, m.group(1)))
+    return found
+
+
+def docstring_commands(path):
+    """(line number, command) for the run commands of a script's or benchmark's docstring."""
+    import ast
+    doc = ast.get_docstring(ast.parse(open(path, encoding="utf-8").read())) or ""
+    out = []
+    for i, line in enumerate(doc.splitlines(), 2):
+        text = re.split(r"\s#\s", line)[0].strip()
+        if re.match(r"python [\w/]+\.py(?: |$)", text) and not re.search(r"[<…]|\.\.\.", text):
+            out.append((i, text))
+    return out
+
+
+PROGRAMS = [os.path.join(ROOT, s + ".py") for s in common.SCRIPTS] + sorted(
+    glob.glob(os.path.join(ROOT, "benchmarks", "*.py")))
+ALL = [(os.path.relpath(p, ROOT), i, c) for p in DOCS for i, c in commands(p)] + [
+    (os.path.relpath(p, ROOT), i, c) for p in PROGRAMS for i, c in docstring_commands(p)]
+
+
+def parse(argv, monkeypatch):
+    """Parse a command line with its program's own parser; SystemExit 2 if it refuses one."""
+    path, args = argv[1], argv[2:]
+    name = os.path.splitext(os.path.basename(path))[0]
+    monkeypatch.setattr(common, "writable_folder", lambda p: p)  # parse, never make folders
+    monkeypatch.setattr(common, "pick_device",  # the flags, not this machine's devices
+                        lambda name: __import__("torch").device("cpu" if name == "auto" else name))
+    mod = importlib.import_module(name)
+    if name in common.SCRIPTS:
+        return mod.build_parser().parse_args(args)
+    if name == "speed":
+        return mod.parse(args)
+    if name == "gpu_check":
+        return mod.parse_args(args)[1]
+    return mod.parse_args(args)
+
+
+def test_the_documents_show_commands():
+    assert len(ALL) > 80 and any(c.startswith("python slogan.py") for _, _, c in ALL)
+
+
+@pytest.mark.parametrize("where,line,command", ALL, ids=[f"{w}:{n}" for w, n, _ in ALL])
+def test_every_command_shown_exists_with_its_flags(where, line, command, monkeypatch, capsys):
+    argv = shlex.split(command)
+    try:
+        parse(argv, monkeypatch)
+    except SystemExit as e:
+        pytest.fail(f"{where}:{line}: `{command}` is refused: {capsys.readouterr().err.strip()}"
+                    if e.code else f"{where}:{line}: `{command}` exits")
+
+
+def test_every_linked_file_exists():
+    missing = []
+    for path in DOCS:
+        base = os.path.dirname(path)
+        for i, line in enumerate(open(path, encoding="utf-8"), 1):
+            for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                    continue
+                if not os.path.exists(os.path.join(base, target.split("#")[0])):
+                    missing.append(f"{os.path.relpath(path, ROOT)}:{i}: {target}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_results_file_the_readme_names_exists():
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    named = set(re.findall(r"`((?:results|assets|benchmarks)/[\w./-]+\.(?:md|csv|png|py))`", text))
+    assert named and not [n for n in named if not os.path.exists(os.path.join(ROOT, n))]
+
+
+def test_the_generated_tables_match_the_committed_csvs(tmp_path, monkeypatch, capsys):
+    """Every table between markers in README.md and results/README.md is what its CSV gives;
+    an edited one is found out."""
+    import report
+    assert report.main(["--check"]) == 0
+    for doc in report.DOCUMENTS:
+        os.makedirs(tmp_path / os.path.dirname(doc), exist_ok=True)
+        text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+        assert "<!-- table " in text
+        (tmp_path / doc).write_text(text.replace("| 3 | 1.26 [1.12, 1.27] |", "| 3 | 1.06 |"))
+    monkeypatch.setattr(report, "DOCUMENTS", tuple(str(tmp_path / d) for d in report.DOCUMENTS))
+    assert report.main(["--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
