@@ -823,6 +823,22 @@ def versions(device) -> dict:
             "cpu_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+class _NoValue(float):
+    """A NaN that prints as "–" whatever the format: a value not measured (iteration 0's step
+    columns) shows as missing in the progress line, not as "+nan", which reads as a failure."""
+
+    def __format__(self, spec):
+        return "–"
+
+
+def shown(row: dict) -> dict:
+    """The row for the progress line, with its speed in it_per_s: NaN values print as "–"."""
+    ms = row.get("ms_per_iter", math.nan)
+    row = {**row, "it_per_s": 1000 / ms if ms and math.isfinite(ms) else math.nan}
+    return {k: _NoValue("nan") if isinstance(v, float) and math.isnan(v) else v
+            for k, v in row.items()}
+
+
 def coverage_text(row: dict) -> str:
     """The progress line's coverage part: modes on the mixtures, classes on the digits."""
     if "modes" in row:

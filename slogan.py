@@ -345,9 +345,10 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
     common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
     cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
-    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {row['loss_d']:+.4f} G {row['loss_g']:+.4f}"
-        f" R {row['penalty']:.4f} | W1 {row['w1']:.3f} (floor {row['w1_floor']:.3f})"
-        f" est {row['critic_estimate']:.3f}{cover} | {1000 / row['ms_per_iter']:.1f} it/s"
+    r = common.shown(row)  # a value not measured yet prints as –
+    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f}"
+        f" R {r['penalty']:.4f} | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
+        f" est {r['critic_estimate']:.3f}{cover} | {r['it_per_s']:.1f} it/s"
         f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
     return row
 

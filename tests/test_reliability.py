@@ -416,3 +416,14 @@ def test_the_first_row_has_no_step_values(tmp_path, capsys):
     for k in ("loss_d", "penalty", "estimate_batch", "loss_g", "lambda", "ms_per_iter"):
         assert rows[0][k] == "" and rows[1][k] != "", k
     assert rows[0]["w1"] != ""
+
+
+def test_a_value_not_measured_yet_prints_as_a_dash(tmp_path, capsys):
+    """Iteration 0 has no step values and no speed: the progress line shows –, never +nan."""
+    r = common.shown({"loss_d": float("nan"), "w1": 1.25, "ms_per_iter": float("nan")})
+    assert f"{r['loss_d']:+.4f} {r['w1']:.3f} {r['it_per_s']:.1f}" == "– 1.250 –"
+    assert f"{common.shown({'ms_per_iter': 4.0})['it_per_s']:.1f}" == "250.0"
+    code, cap = run_main("wgan_gp", quick("wgan_gp") + ["--iters", "1", "--eval-every", "1",
+                                                        "--out", str(tmp_path / "b")], capsys)
+    first = next(line for line in cap.out.splitlines() if "it      0/1" in line)
+    assert code == 0 and "nan" not in first and "D – G –" in first
