@@ -1,9 +1,9 @@
 """What every method script shares: toy data, the digits, exact-W1 evaluation and figures.
 
-Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS: wgan_gp.py,
-slogan.py, dragan.py, wgan_clip.py, wgan_ct.py, wgan_sn.py, wgan_div.py) holds its own models,
-penalty or constraint and training loop,
-and imports only this module, so that reading one script shows one whole method.
+Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS:
+wgan_gp.py, slogan.py, dragan.py, wgan_clip.py, wgan_ct.py, wgan_sn.py, wgan_div.py) holds its
+own models, penalty or constraint and training loop, and imports only this module, so that
+reading one script shows one whole method.
 
 Data (as igul222/improved_wgan_training, gan_toy.py, the WGAN-GP paper's toy code, defines it):
     8gaussians   2·{(±1, 0), (0, ±1), (±1/√2, ±1/√2)} + 0.02·N(0, I), then divided by 1.414
@@ -888,8 +888,9 @@ def pick_device(name: str) -> torch.device:
         n = torch.cuda.device_count()
         device = indexed(device)
         if device.index >= n:
+            which = "cuda:0" + (f" to cuda:{n - 1}" if n > 1 else "")
             raise ValueError(f"there is no {device}: this machine has {n} CUDA device"
-                             f"{'s' if n != 1 else ''} (cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")
+                             f"{'s' if n != 1 else ''} ({which})")
         torch.cuda.set_device(device)
         torch.cuda.mem_get_info(device)  # a device that cannot be used fails here, not mid-run
     except (RuntimeError, ValueError, AssertionError) as e:
@@ -960,16 +961,23 @@ def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
             except OSError as e:
                 raise ValueError(f"--out {out!r}: cannot make a run folder there "
                                  f"({e.strerror or type(e).__name__})") from None
-    lock = open(os.path.join(run_dir, "lock"), "a")
+    return run_dir, hold_lock(os.path.join(run_dir, "lock"),
+                              f"another process is running {run_dir} right now")
+
+
+def hold_lock(path: str, busy: str):
+    """Hold an exclusive lock on the file at path for as long as the returned file is open, or
+    raise ValueError(busy) if another process holds it. (Not on Windows: no lock there.)"""
+    fh = open(path, "a")
     try:
-        import fcntl  # not on Windows: there a run goes without the lock
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        import fcntl
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except ImportError:
         pass
     except OSError:
-        lock.close()
-        raise ValueError(f"another process is running {run_dir} right now") from None
-    return run_dir, lock
+        fh.close()
+        raise ValueError(busy) from None
+    return fh
 
 
 def say(msg: str, err: bool = False) -> None:

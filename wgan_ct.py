@@ -66,8 +66,7 @@ def c_transform(f_real: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                          f"f_real {tuple(f_real.shape)}")
     if not (epsilon >= 0 and math.isfinite(epsilon)):
         raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon}")
-    fi = torch.finfo(f_real.dtype)
-    if epsilon > 0 and not fi.tiny * fi.eps <= epsilon <= fi.max:  # 0 or inf in that dtype
+    if not epsilon_fits(epsilon, f_real.dtype):
         raise ValueError(f"epsilon {epsilon:g} becomes 0 or infinite in {f_real.dtype}")
     dist = torch.cdist(real.flatten(1)[None], fake.flatten(1)[None],  # exact, not x² − 2xy + y²
                        compute_mode="donot_use_mm_for_euclid_dist")[0]  # (B, M)
@@ -84,6 +83,13 @@ def c_transform(f_real: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
     small = torch.log1p(torch.expm1(torch.where(near, z, torch.zeros_like(z))).mean(dim=0))
     log_mean = torch.where(near, small, torch.logsumexp(z, dim=0) - math.log(len(real)))
     return -top - epsilon * log_mean
+
+
+def epsilon_fits(epsilon: float, dtype: torch.dtype) -> bool:
+    """Whether ε is 0 (the exact transform) or a number that dtype holds as neither 0 nor inf
+    (from its smallest subnormal to its largest finite value)."""
+    fi = torch.finfo(dtype)
+    return epsilon == 0 or fi.tiny * fi.eps <= epsilon <= fi.max
 
 
 def minimiser_top_share(f_real, real, fake) -> torch.Tensor:
@@ -166,8 +172,8 @@ def z_dim(args) -> int:
 def check_args(a):
     """What is wrong with flags that are fine one by one (the parser's check): the training
     runs in float32, where an ε below ~1.4e-45 is 0 and one above ~3.4e38 is infinite."""
-    f32 = torch.finfo(torch.float32)
-    if a.epsilon > 0 and not f32.tiny * f32.eps <= a.epsilon <= f32.max:
+    if not epsilon_fits(a.epsilon, torch.float32):
+        f32 = torch.finfo(torch.float32)
         return (f"--epsilon {a.epsilon:g} becomes 0 or infinite in float32, which the training "
                 f"runs in: take one in [{f32.tiny * f32.eps:.3g}, {f32.max:.3g}], or 0 for the "
                 f"exact c-transform")

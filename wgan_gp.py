@@ -175,7 +175,8 @@ def build_parser() -> common.ArgumentParser:
     m.add_argument("--one-sided", action="store_true",
                    help="penalise only ‖∇f‖ > 1 (WGAN-LP) instead of any ‖∇f‖ ≠ 1")
     m.add_argument("--lambda-from", type=common.number(float, 0, lo_ok=False), default=None,
-                   help="let λ grow geometrically from this value to --lambda over the run")
+                   help="let λ grow geometrically from this value to --lambda over the ramp "
+                        "(--lambda-ramp)")
     m.add_argument("--lambda-ramp", type=common.number(int, 1), default=None,
                    help="generator iterations the ramp takes (default: --iters of the run's "
                         "start); λ stays at --lambda after it")
@@ -248,10 +249,13 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     """
     device = next(D.parameters()).device
     lam = args.lam
-    if args.lambda_from is not None:  # the ramp reads the critic's step count where it lives:
-        p0 = opt_d.param_groups[0]["params"][0]  # on the GPU under a graph, else on the CPU,
-        done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())  # whose 0-d
-        lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))  # kernels take by value
+    if args.lambda_from is not None:
+        # The ramp reads the critic's step count where the optimiser keeps it: on the GPU under
+        # a CUDA graph (capturable), else on the CPU, a 0-d tensor that GPU kernels take by
+        # value; either way no host-device copy.
+        p0 = opt_d.param_groups[0]["params"][0]
+        done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())
+        lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))
     for _ in range(n_critic):
         real = common.sample(args.data, args.batch, device)
         with torch.no_grad():

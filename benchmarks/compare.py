@@ -397,26 +397,19 @@ def main(argv=None):
         die("no run planned: --only, --data and the seeds leave nothing (the digits-only "
             f"configurations {', '.join(sorted(DIGITS_ONLY))} need --data digits)")
     try:
-        wants = sweep.identities(runs)
-        if not a.no_run:
-            sweep.check_device(a.device)
         for f in ("results.md", "fixed.md"):
             if not ours(os.path.join(a.out, f)):
                 raise ValueError(f"--out {a.out} holds a {f} that compare.py did not write: "
                                  f"choose another --out")
-        sweep.check_out(a.out)
-        lock = sweep.lock_out(a.out)
+        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run)
     except ValueError as e:
         die(str(e))
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.time()
     print(f"[compare] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
-    # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
     try:
         ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "compare",
-                                      a.refuse_mismatch, a.no_run, env)
+                                      a.refuse_mismatch, a.no_run)
     except sweep.Refused as e:
         die(str(e))
     done = sum(s is not None for s in ended.values())

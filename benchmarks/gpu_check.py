@@ -12,7 +12,7 @@ Any check that exits non-zero or prints a warning fails. The last line is one ve
 
     python benchmarks/gpu_check.py                    # ~5 min on an H100/H200
     python benchmarks/gpu_check.py --device cuda:1 --iters 100 --no-speed
-    python benchmarks/gpu_check.py --dry-run          # print the commands, run nothing (any machine)
+    python benchmarks/gpu_check.py --dry-run          # print the commands, run nothing
 """
 from __future__ import annotations
 
@@ -87,18 +87,17 @@ def check_run(folder: str, graph: bool) -> str:
 
 def main(argv=None) -> int:
     parser, a = parse_args(argv)
-    if not a.dry_run:
-        try:
-            device = common.pick_device(a.device)
-        except ValueError as e:
-            parser.error(f"--device {a.device!r}: {e}")
-        if device.type != "cuda":
-            parser.error(f"--device {a.device!r}: this checks a GPU; {device} is not one")
-        where = f"{common.device_name(device)} ({device})"
     if a.dry_run:
         for label, argv_, _ in commands(a, a.out or "OUT"):
             print(f"{label:<20} {' '.join(argv_)}")
         return 0
+    try:
+        device = common.pick_device(a.device)
+    except ValueError as e:
+        parser.error(f"--device {a.device!r}: {e}")
+    if device.type != "cuda":
+        parser.error(f"--device {a.device!r}: this checks a GPU; {device} is not one")
+    where = f"{common.device_name(device)} ({device})"
     out = a.out or tempfile.mkdtemp(prefix="gpu_check-")
     todo = commands(a, out)
     import torch
@@ -117,8 +116,8 @@ def main(argv=None) -> int:
         warned = [line.strip() for line in lines if "Warning" in line]
         if not why and warned:  # a run that warns on a GPU needs a look (e.g. stream mismatch)
             why = f"{len(warned)} warning line(s), the first: {warned[0][:160]}"
-        print(f"--- {label}: {'ok' if not why else 'FAIL (' + why + ')'} in {time.time() - t:.0f} s",
-              flush=True)
+        verdict = f"FAIL ({why})" if why else "ok"
+        print(f"--- {label}: {verdict} in {time.time() - t:.0f} s", flush=True)
         if why:
             failed.append(label)
     verdict = "PASS" if not failed else f"FAIL ({len(failed)} of {len(todo)}: {', '.join(failed)})"

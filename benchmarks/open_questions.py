@@ -204,22 +204,16 @@ def main(argv=None):
     runs = plan(a)
     die = common.ArgumentParser(prog="open_questions.py").error
     try:
-        wants = sweep.identities(runs)
-        if not a.no_run:
-            sweep.check_device(a.device)
-        sweep.check_out(a.out)
-        lock = sweep.lock_out(a.out)
+        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run)
     except ValueError as e:
         die(str(e))
     command = "python benchmarks/open_questions.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.jobs)))
     t = time.time()
     print(f"[questions] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
     try:
         ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "questions",
-                                      a.refuse_mismatch, a.no_run, env)
+                                      a.refuse_mismatch, a.no_run)
     except sweep.Refused as e:
         die(str(e))
     missing = [key for key, s in ended.items() if s is None]

@@ -60,13 +60,13 @@ def grid(rows) -> list:
     for r in rows:
         digits = r["data"] == "digits"
         modes = f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r.get("n_modes") else "–"
-        hq = num(r["high_quality_median"], ".2f") if digits else \
-            num(100 * float(r["high_quality_median"]), ".0f") + "%" \
-            if r["high_quality_median"] not in ("", None) else "–"
-        diverged = f" ({r['diverged']} diverged)" if r.get("diverged", "0") not in ("0", "") else ""
+        hq = r["high_quality_median"]  # digits: the class histogram's TV from uniform
+        hq = "–" if hq in ("", None) else f"TV {num(hq)}" if digits else \
+            f"{num(100 * float(hq), '.0f')}%"
+        diverged = f" ({r['diverged']} diverged)" if r.get("diverged") not in ("0", "", None) \
+            else ""
         out.append(f"| {r['config']} | {r['data']} | {r['runs']} | {spread(r, 'w1_over_floor')} "
-                   f"| {num(100 * float(r['converged']), '.0f')}%{diverged} | {modes} | "
-                   f"{('TV ' + hq) if digits and hq != '–' else hq} | "
+                   f"| {num(100 * float(r['converged']), '.0f')}%{diverged} | {modes} | {hq} | "
                    f"{num(r.get('nn_ratio_median'))} | {num(r['wall_s_median'], '.0f')} |")
     return out
 
@@ -81,7 +81,8 @@ def fixed(rows) -> list:
 
 def questions(rows) -> list:
     out = ["| config | Q | runs | W1/floor median [min, max] | converged | nn ratio | dist corr | "
-           "‖∇f‖ in band / out | cos(disc, pen) | ms/it |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "‖∇f‖ in band / out | cos(disc, pen) | ms/it |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         div = f" ({r['diverged']} diverged)" if r["diverged"] not in ("0", "") else ""
         out.append(f"| {r['config']} | {r['questions']} | {r['runs']} | "

@@ -71,11 +71,11 @@ def differences(want: dict, got: dict) -> str:
 class Found:
     """What a run folder <out>/runs/<key> holds for one planned run."""
 
-    def __init__(self, done=None, resumable=None, mismatched=(), foreign=0):
-        self.done = done              # the summary of the newest matching run that ended
-        self.resumable = resumable    # else the folder of a matching run that stopped midway
-        self.mismatched = list(mismatched)  # (folder, differences) of runs with other settings
-        self.foreign = foreign        # summary/config files that are not a run's
+    def __init__(self):
+        self.done = None        # the summary of the newest matching run that ended
+        self.resumable = None   # else the folder of a matching run that stopped midway
+        self.mismatched = []    # (folder, differences) of the runs with other settings
+        self.foreign = 0        # summary/config files that are not a run's
 
 
 def find(folder: str, want: dict) -> Found:
@@ -113,48 +113,34 @@ def finished_summary(folder: str, want: dict):
     return find(folder, want).done
 
 
-def lock_out(out: str):
-    """Hold <out>/.sweep.lock for this process, or raise ValueError: two sweeps into one folder
-    would run the same runs twice and interleave their logs."""
-    fh = open(os.path.join(out, ".sweep.lock"), "a")
-    try:
-        import fcntl
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # not on Windows: there a sweep goes without the lock
-        pass
-    except OSError:
-        fh.close()
-        raise ValueError(f"another sweep is writing into {out} right now") from None
-    return fh
-
-
-def check_out(out: str) -> None:
-    """Make --out (and its runs/) and check that files can be written there, or raise
-    ValueError (before anything runs)."""
+def prepare(runs, out: str, device: str, no_run: bool):
+    """Everything a sweep checks before it runs anything: the identity of every planned run
+    (flags a script refuses are an error), the device (unless nothing will run), that --out
+    can be written; then it holds <out>/.sweep.lock, since two sweeps into one folder would run
+    the same runs twice. Returns (identities, the held lock file) or raises ValueError."""
+    wants = identities(runs)
+    if not no_run:
+        check_device(device)
     common.writable_folder(out)
     common.writable_folder(os.path.join(out, "runs"))
-
-
-SCRIPTS = common.SCRIPTS
-
-
-def script_flags() -> set:
-    """Every option string any method script takes."""
-    return {o for name in SCRIPTS for act in importlib.import_module(name).build_parser()._actions
-            for o in act.option_strings}
+    return wants, common.hold_lock(os.path.join(out, ".sweep.lock"),
+                                   f"another sweep is writing into {out} right now")
 
 
 def check_extra(extra: list, own_flags) -> None:
     """--extra takes the rest of the command line: refuse it when it swallowed an option of the
     sweep's own that no script takes (--out, --jobs, --only, ...), or sets what the sweep sets
     for each run (--data, --seed, --device, --out)."""
+    script_flags = {o for name in common.SCRIPTS for act in
+                    importlib.import_module(name).build_parser()._actions
+                    for o in act.option_strings}
     for flag in extra:
         name = flag.split("=")[0]
         if name in SWEEP_SETS:
             raise ValueError(f"--extra may not set {name}: the sweep sets it for each run"
                              + (" (--extra takes everything after it: put --extra last)"
                                 if name in own_flags else ""))
-        if name in own_flags and name not in script_flags():
+        if name in own_flags and name not in script_flags:
             raise ValueError(f"--extra takes everything after it, and it took {name}, an option "
                              f"of the sweep: put --extra last")
 
@@ -242,10 +228,6 @@ class Runner:
                 self.children.discard(p)
         return key, f"{what}: exit {code} in {time.time() - t:.0f} s"
 
-    @property
-    def exit_code(self):
-        return 128 + self.signum if self.signum else None
-
 
 class Refused(ValueError):
     """The sweep will not go on (a mismatched run under --refuse-mismatch): exit 2."""
@@ -263,10 +245,13 @@ def identities(runs) -> dict:
     return wants
 
 
-def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, env=None):
+def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False):
     """Run what is not done yet (resuming what was interrupted), `jobs` at a time, and return
     (ended, signum): ended maps each key to the summary of its matching run that ended, or None.
     Prints a line per run, one per mismatched run, and one for files that are not runs."""
+    # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     mismatched, foreign = [], 0
     for key, *_ in runs:
         found = find(os.path.join(out, "runs", key), wants[key])

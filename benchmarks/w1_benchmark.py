@@ -235,6 +235,13 @@ def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
 
 
 # ------------------------------------------------------------------------------- tables, figures
+def spread(rs, key: str, name: str, scale: float = 1.0) -> dict:
+    """{name, name_min, name_max}: median and range of r[key] / scale over the runs rs."""
+    v = [r[key] / scale for r in rs if math.isfinite(r[key])]
+    return dict(zip((name, name + "_min", name + "_max"),
+                    (statistics.median(v), min(v), max(v)) if v else (None,) * 3))
+
+
 def table(rows, pairs) -> list:
     out = []
     for funnels in sorted({r["funnels"] for r in rows}):
@@ -243,16 +250,11 @@ def table(rows, pairs) -> list:
             rs = [r for r in rows if r["config"] == name and r["funnels"] == funnels]
             if not rs:
                 continue
-            def stats(key, scale=1.0):
-                v = [r[key] / scale for r in rs if math.isfinite(r[key])]
-                return (statistics.median(v), min(v), max(v)) if v else (None,) * 3
             published = pairs[funnels]["published"].get(pub) if pub else None
             out.append({"funnels": funnels, "config": name, "seeds": len(rs),
                         "iters": rs[0]["iters"],
-                        **dict(zip(("cos", "cos_min", "cos_max"), stats("cos"))),
-                        **dict(zip(("l2", "l2_min", "l2_max"), stats("l2"))),
-                        **dict(zip(("est_over_w1", "est_over_w1_min", "est_over_w1_max"),
-                                   stats("estimate", w1))),
+                        **spread(rs, "cos", "cos"), **spread(rs, "l2", "l2"),
+                        **spread(rs, "estimate", "est_over_w1", w1),
                         "published_solver": pub or "", "published_cos":
                         published["cos"] if published else None,
                         "published_l2": published["l2"] if published else None,

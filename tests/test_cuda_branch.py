@@ -581,3 +581,52 @@ def test_gpu_check_without_a_gpu_is_one_line(capsys, monkeypatch):
         gpu_check.main([])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "\n" not in err and "CUDA is not available" in err
+
+
+def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch, tmp_path,
+                                                          capsys):
+    """gpu_check's own loop, on a faked GPU whose commands are faked too: a run that finishes
+    with the graph used as asked passes; a warning, a non-zero exit or a run that did not use
+    the graph fails its check, and the last line says which."""
+    import subprocess
+    gpu_check = importlib.import_module("gpu_check")
+
+    def fake_run(argv, **kw):
+        said, code = "ok", 0
+        if argv[1].endswith(".py") and argv[1][:-3] in SCRIPTS:
+            out = argv[argv.index("--out") + 1]
+            graph = "--no-cuda-graph" not in argv and argv[1] != "wgan_clip.py"  # (fault 1)
+            d = os.path.join(out, f"run-{len(os.listdir(out)) if os.path.isdir(out) else 0}")
+            os.makedirs(d)
+            json.dump({"status": "finished"}, open(os.path.join(d, "summary.json"), "w"))
+            json.dump({"cuda_graph": graph}, open(os.path.join(d, "config.json"), "w"))
+            if argv[1] == "wgan_div.py":  # fault 2
+                said = "UserWarning: The AccumulateGrad node's stream does not match"
+        elif "speed.py" in argv[1] and "slogan" in argv:  # fault 3
+            code = 1
+        return subprocess.CompletedProcess(argv, code, stdout=said + "\n")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    assert gpu_check.main(["--out", str(tmp_path), "--iters", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "gpu_check on Fake GPU 0 (cuda:0)" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("gpu_check: FAIL (4 of 23: ") and "Fake GPU 0" in last
+    for failed in ("wgan_clip graph", "wgan_div graph", "wgan_div eager", "speed slogan"):
+        assert failed in last
+    assert "cuda_graph is False (asked for True)" in out and "1 warning line(s)" in out
+
+
+def test_speed_times_the_graph_path(monkeypatch, capturable_on_cpu, capsys):
+    """speed.py's graph column, with CudaGraphStep run eagerly on the CPU; a failed capture is
+    one line and exit 1."""
+    speed = importlib.import_module("speed")
+    monkeypatch.setattr(common, "graph_wanted", lambda device, no_graph, opt: True)
+    monkeypatch.setattr(common, "CudaGraphStep", _Eager)
+    argv = ["--dims", "8", "--iters", "2", "--warmup", "1", "--batch", "8", "--device", "cpu"]
+    assert speed.main(argv) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert row[0] == "8" and row[3].endswith("x") and float(row[2]) > 0
+    monkeypatch.setattr(common, "CudaGraphStep", _FailsAtCapture)
+    assert speed.main(argv) == 1
+    assert "(failed)" in capsys.readouterr().out
