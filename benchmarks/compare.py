@@ -112,7 +112,6 @@ def parse_args(argv=None):
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
     p.add_argument("--no-run", action="store_true",
                    help="run nothing: write the tables and figures from the runs already done")
-    p.add_argument("--jobs", type=common.number(int, 1), default=1, help="runs at a time")
     p.add_argument("--device", default="cpu", help="passed to every run")
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--overwrite", action="store_true",
@@ -124,8 +123,10 @@ def parse_args(argv=None):
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="further flags for every run; it takes the rest of the command line, "
                         "so it comes last (e.g. --extra --eval-every 1000)")
+    sweep.add_where_arguments(p, jobs=1)
     a = p.parse_args(argv)
     sweep.check_args(p, a, [g[0] for g in GRID])
+    sweep.check_where(p, a, argv)
     # a seed given twice would run twice into one folder
     for name in ("seeds", "mixture_seeds", "digits_seeds"):
         setattr(a, name, list(dict.fromkeys(getattr(a, name))))
@@ -401,19 +402,21 @@ def main(argv=None):
             if not ours(os.path.join(a.out, f)):
                 raise ValueError(f"--out {a.out} holds a {f} that compare.py did not write: "
                                  f"choose another --out")
-        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run)
+        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+        cluster = None if a.no_run else sweep.join_cluster(a, "compare")
     except ValueError as e:
         die(str(e))
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.time()
-    print(f"[compare] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
+    print(f"[compare] {len(runs)} runs, " + ("on Ray" if cluster else f"{a.jobs} at a time")
+          + f", into {a.out}", flush=True)
     try:
-        ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "compare",
-                                      a.refuse_mismatch, a.no_run)
+        ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "compare",
+                                                a.refuse_mismatch, a.no_run, cluster)
     except sweep.Refused as e:
         die(str(e))
     done = sum(s is not None for s in ended.values())
-    failed = 0 if a.no_run or signum else len(runs) - done
+    failed = 0 if signum else len(failures)
     if failed:
         print(f"[compare] {failed} of {len(runs)} runs failed: see log.txt in their folders "
               f"under {os.path.join(a.out, 'runs')}", file=sys.stderr, flush=True)
@@ -426,7 +429,9 @@ def main(argv=None):
     table, fixed = summarise(runs, ended)
     note = (f"Ran on {ran_on(ended.values())}; this call took {(time.time() - t) / 60:.0f} min "
             f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
-            f"their wall times add up to {run_minutes:.0f} min.")
+            f"their wall times add up to {run_minutes:.0f} min."
+            + (f" Failed in this call, and not in the tables: {sweep.said(failures)}."
+               if failed else ""))
     code = 128 + signum if signum else (1 if failed else 0)
     kept = [f for f, new in (("results.md", table), ("fixed.md", fixed))
             if len(new) < table_rows(os.path.join(a.out, f)) and not a.overwrite]

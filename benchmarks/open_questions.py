@@ -63,7 +63,6 @@ def parse_args(argv=None):
                    help="fraction of each script's default iterations")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
-    p.add_argument("--jobs", type=common.number(int, 1), default=1, help="runs at a time")
     p.add_argument("--no-run", action="store_true", help="only write the tables and figure")
     p.add_argument("--out", default="results/questions", help="output folder")
     p.add_argument("--device", default="cpu", help="passed to every run")
@@ -73,8 +72,10 @@ def parse_args(argv=None):
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                    help="further flags for every run; it takes the rest of the command line, "
                         "so it comes last")
+    sweep.add_where_arguments(p, jobs=1)
     a = p.parse_args(argv)
     sweep.check_args(p, a, [g[0] for g in GRID])
+    sweep.check_where(p, a, argv)
     a.seeds = list(dict.fromkeys(a.seeds))
     if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
         p.error(f"--out {a.out!r} must name a folder")
@@ -140,7 +141,7 @@ def ratios(finals):
             if r is not None]
 
 
-def write(rows, a, command, seconds):
+def write(rows, a, command, seconds, failures=None):
     os.makedirs(a.out, exist_ok=True)
     if rows:
         with open(os.path.join(a.out, "questions.csv"), "w", newline="") as fh:
@@ -148,7 +149,9 @@ def write(rows, a, command, seconds):
             w.writeheader()
             w.writerows(rows)
     f = compare.fmt
-    lines = [f"Command: `{command}` ({seconds / 60:.0f} min for the runs not already done).", "",
+    lines = [f"Command: `{command}` ({seconds / 60:.0f} min for the runs not already done)."
+             + (f" Failed in this call, and not in the table: {sweep.said(failures)}."
+                if failures else ""), "",
              "Swiss roll; medians over the seeds; converged: W1 ≤ 1.5 × floor and nn ratio ≥ 0.5;"
              " dist corr: correlation of f with −d within 0.25 of the data; ‖∇f‖ in / out: mean"
              " inside / outside that band; ms/it: median training time per generator iteration"
@@ -204,21 +207,23 @@ def main(argv=None):
     runs = plan(a)
     die = common.ArgumentParser(prog="open_questions.py").error
     try:
-        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run)
+        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+        cluster = None if a.no_run else sweep.join_cluster(a, "questions")
     except ValueError as e:
         die(str(e))
     command = "python benchmarks/open_questions.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     t = time.time()
-    print(f"[questions] {len(runs)} runs, {a.jobs} at a time, into {a.out}", flush=True)
+    print(f"[questions] {len(runs)} runs, " + ("on Ray" if cluster else f"{a.jobs} at a time")
+          + f", into {a.out}", flush=True)
     try:
-        ended, signum = sweep.execute(runs, wants, a.out, a.jobs, "questions",
-                                      a.refuse_mismatch, a.no_run)
+        ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "questions",
+                                                a.refuse_mismatch, a.no_run, cluster)
     except sweep.Refused as e:
         die(str(e))
     missing = [key for key, s in ended.items() if s is None]
     rows = summarise(runs, ended)
-    write(rows, a, command, time.time() - t)
+    write(rows, a, command, time.time() - t, None if signum else failures)
     distance_figure(runs, a, ended)
     print(f"[questions] {len(runs) - len(missing)} of {len(runs)} runs done; "
           f"{os.path.join(a.out, 'questions.md')}"

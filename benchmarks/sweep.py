@@ -113,13 +113,13 @@ def finished_summary(folder: str, want: dict):
     return find(folder, want).done
 
 
-def prepare(runs, out: str, device: str, no_run: bool):
+def prepare(runs, out: str, device: str, no_run: bool, here: bool = True):
     """Everything a sweep checks before it runs anything: the identity of every planned run
-    (flags a script refuses are an error), the device (unless nothing will run), that --out
+    (flags a script refuses are an error), the device (if the runs will run here), that --out
     can be written; then it holds <out>/.sweep.lock, since two sweeps into one folder would run
     the same runs twice. Returns (identities, the held lock file) or raises ValueError."""
     wants = identities(runs)
-    if not no_run:
+    if here and not no_run:
         check_device(device)
     common.writable_folder(out)
     common.writable_folder(os.path.join(out, "runs"))
@@ -155,6 +155,64 @@ def check_args(parser, a, names) -> None:
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         parser.error(f"--only {' '.join(a.only)} matches no configuration; the names: "
                      + ", ".join(names))
+
+
+def add_where_arguments(p, jobs: int, what: str = "runs") -> None:
+    """--jobs for the local pool, or --ray and its resources: how a sweep's runs execute."""
+    p.add_argument("--jobs", type=common.number(int, 1), default=jobs,
+                   help=f"{what} at a time on this machine")
+    g = p.add_argument_group("on a Ray cluster (pip install -r requirements-ray.txt)")
+    g.add_argument("--ray", metavar="auto|local|ADDRESS", default=None,
+                   help=f"send each of the {what} to a Ray cluster as a task: auto (the cluster "
+                        "this machine is part of, or RAY_ADDRESS), local (a new one on this "
+                        "machine alone) or the head's host:port")
+    g.add_argument("--cpus-per-run", type=common.number(float, 0, lo_ok=False), default=1.0,
+                   help="CPUs each task holds, fractions allowed; a run uses floor(CPUs) "
+                        "threads, at least one")
+    g.add_argument("--gpus-per-run", type=common.number(float, 0, 1000), default=0.0,
+                   help="GPUs each task holds, fractions allowed: 0.125 packs eight runs on "
+                        "one GPU; needed for --device cuda")
+    g.add_argument("--retries", type=common.number(int, 0, 100), default=2,
+                   help="times a run is tried again when its worker, node or training process "
+                        "dies; after that it is reported failed")
+
+
+def check_where(p, a, argv) -> None:
+    """The checks of add_where_arguments that need no cluster: one-line error, exit 2."""
+    given = common.given_options(p, argv)
+    ray_only = [f for f in ("cpus_per_run", "gpus_per_run", "retries") if f in given]
+    if not a.ray and ray_only:
+        p.error(f"--{ray_only[0].replace('_', '-')} is for --ray; on this machine --jobs says "
+                f"how many run at a time")
+    if not a.ray:
+        return
+    if "jobs" in given:
+        p.error("--jobs is for this machine; on Ray, --cpus-per-run and --gpus-per-run decide "
+                "how many run at a time")
+    if a.device.startswith("cuda:"):
+        p.error(f"--device {a.device} on Ray: each task sees only the GPU(s) Ray gave it, as "
+                f"cuda:0 on; use --device cuda")
+    if a.device.startswith("cuda") and not a.gpus_per_run:
+        p.error(f"--device {a.device} on Ray needs --gpus-per-run (a task without GPUs sees "
+                f"none; 0.125 packs eight runs on one GPU)")
+    if a.device == "cpu" and a.gpus_per_run:
+        p.error("--gpus-per-run with --device cpu: the runs would hold GPUs they never use")
+
+
+def join_cluster(a, tag: str):
+    """With --ray: join the cluster (benchmarks/on_ray.py) and check that a run fits on one of
+    its nodes; returns (cpus, gpus, retries) per run, or None without --ray. ValueError with a
+    one-line reason."""
+    if not a.ray:
+        return None
+    try:
+        import on_ray
+    except ImportError as e:
+        raise ValueError(f"--ray needs Ray ({e}): pip install -r requirements-ray.txt") from None
+    print(f"[{tag}] {on_ray.connect(a.ray, a.out)}; each run holds {a.cpus_per_run:g} CPU(s) "
+          f"and {a.gpus_per_run:g} GPU(s)", flush=True)
+    on_ray.check_fits(a.cpus_per_run, a.gpus_per_run)
+    return a.cpus_per_run, a.gpus_per_run, a.retries
 
 
 def check_device(name: str) -> None:
@@ -202,18 +260,11 @@ class Runner:
         folder = os.path.join(out, "runs", key)
         if self.signum:
             return key, "not started (interrupted)"
-        found = find(folder, want)
-        if found.done is not None:
-            return key, "skipped (done)"
+        what, resume, more = next_step(folder, want)
+        if what == "skipped (done)":
+            return key, what
         os.makedirs(folder, exist_ok=True)
-        if found.resumable:
-            argv = ["--resume", found.resumable]
-            what = "resumed"
-            summ = _read_json(os.path.join(found.resumable, "summary.json")) or {}
-            if summ.get("status") == "capture_failed":  # the run says how: without the graph
-                argv.append("--no-cuda-graph")
-        else:
-            argv, what = [*flags, "--out", folder], "ran"
+        argv = ["--resume", resume, *more] if resume else [*flags, "--out", folder]
         t = time.time()
         with open(os.path.join(folder, "log.txt"), "a") as log:
             with self.lock:
@@ -226,7 +277,56 @@ class Runner:
             code = p.wait()
             with self.lock:
                 self.children.discard(p)
-        return key, f"{what}: exit {code} in {time.time() - t:.0f} s"
+        return key, f"{what}: exit {code} in {time.time() - t:.0f} s" + (
+            " (interrupted)" if self.signum and code else "")
+
+
+def next_step(folder: str, want: dict):
+    """What to do for the run planned into folder: ('skipped (done)', None, []) for a run that
+    ended, ('resumed', its folder, flags to add) for one that stopped midway, else ('ran', None,
+    [])."""
+    found = find(folder, want)
+    if found.done is not None:
+        return "skipped (done)", None, []
+    if found.resumable:
+        summ = _read_json(os.path.join(found.resumable, "summary.json")) or {}
+        # a run whose graph capture failed says how to go on: without the graph
+        return "resumed", found.resumable, (["--no-cuda-graph"] if summ.get("status") ==
+                                            "capture_failed" else [])
+    return "ran", None, []
+
+
+class Progress:
+    """A line per run that ends: how many are done, failed and running, and an ETA: the runs
+    left times the mean time of those that ran, over the most that ran at once."""
+
+    def __init__(self, tag: str, total: int, todo: int):
+        self.tag, self.total, self.todo = tag, total, todo
+        self.done = self.failed = self.ran = self.slots = 0
+        self.seconds = 0.0
+
+    def line(self, key: str, what: str, ok: bool, running: int, seconds=None) -> str:
+        """The line for a run that ended (ok: it left a finished or diverged run; seconds: how
+        long it ran, None for one that did not run)."""
+        self.done += ok
+        self.slots = max(self.slots, running + 1)
+        if seconds is not None:
+            self.ran += 1
+            self.seconds += seconds
+            self.failed += not ok and "interrupted" not in what
+        left = self.todo - self.ran
+        eta = "" if not left or not self.ran else \
+            f", ETA {common.fmt_time(left * self.seconds / self.ran / self.slots)}"
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"[{self.tag}] {self.done}/{self.total} done{failed}, {running} running{eta} | " \
+               f"{key}: {what}"
+
+
+def said(failures: dict, most: int = 8) -> str:
+    """The failed runs and why, for a table's note: 'key (why); key (why); … and 3 more'."""
+    items = [f"{k} ({why})" for k, why in sorted(failures.items())]
+    return "; ".join(items[:most]) + (f"; … and {len(items) - most} more" if
+                                      len(items) > most else "")
 
 
 class Refused(ValueError):
@@ -245,13 +345,12 @@ def identities(runs) -> dict:
     return wants
 
 
-def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False):
-    """Run what is not done yet (resuming what was interrupted), `jobs` at a time, and return
-    (ended, signum): ended maps each key to the summary of its matching run that ended, or None.
-    Prints a line per run, one per mismatched run, and one for files that are not runs."""
-    # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ray=None):
+    """Run what is not done yet (resuming what was interrupted), `jobs` at a time here, or on
+    the Ray cluster that on_ray.connect joined when ray holds (cpus, gpus, retries) per run.
+    Returns (ended, signum, failed): ended maps each key to the summary of its matching run that
+    ended, or None; failed maps the runs that ran and did not end to why. Prints a line per run,
+    one per mismatched run, and one for files that are not runs."""
     mismatched, foreign = [], 0
     for key, *_ in runs:
         found = find(os.path.join(out, "runs", key), wants[key])
@@ -270,14 +369,77 @@ def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False):
     if foreign:
         print(f"[{tag}] {foreign} file(s) under {os.path.join(out, 'runs')} are no run's "
               f"config or summary: ignored", flush=True)
-    signum = None
+    signum, failed = None, {}
     if not no_run:
-        from concurrent.futures import ThreadPoolExecutor
-        with Runner(env) as runner, ThreadPoolExecutor(jobs) as pool:
-            todo = pool.map(lambda r: runner.run(r, out, wants[r[0]]), runs)
-            for i, (key, what) in enumerate(todo, 1):
-                print(f"[{tag}] {i}/{len(runs)} {key}: {what}", flush=True)
-            signum = runner.signum
+        progress = Progress(tag, len(runs), sum(
+            find(os.path.join(out, "runs", k), wants[k]).done is None for k, *_ in runs))
+        go = on_cluster if ray else on_this_machine
+        signum = go(runs, wants, out, jobs if not ray else ray, tag, progress, failed)
     ended = {key: finished_summary(os.path.join(out, "runs", key), wants[key])
              for key, *_ in runs}
-    return ended, signum
+    return ended, signum, {k: why for k, why in failed.items() if ended[k] is None}
+
+
+def on_this_machine(runs, wants, out, jobs, tag, progress, failed):
+    """The local pool: `jobs` child processes at a time; returns the signal that stopped it."""
+    # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+    with Runner(env) as runner, ThreadPoolExecutor(jobs) as pool:
+        todo = [pool.submit(timed, runner.run, r, out, wants[r[0]]) for r in runs]
+        for fut in as_completed(todo):
+            seconds, (key, what) = fut.result()
+            ok = find(os.path.join(out, "runs", key), wants[key]).done is not None
+            if not ok and "exit" in what and "interrupted" not in what:
+                failed[key] = what
+            print(progress.line(key, what, ok, len(runner.children),
+                                seconds if "exit" in what else None), flush=True)
+    return runner.signum
+
+
+def timed(fn, *args):
+    t = time.time()
+    out = fn(*args)
+    return time.time() - t, out
+
+
+def on_cluster(runs, wants, out, resources, tag, progress, failed):
+    """The Ray path (benchmarks/on_ray.py): each run that is not done becomes a task; its
+    folder comes back here. Returns the signal that stopped the sweep, or None."""
+    import on_ray
+    cpus, gpus, retries = resources
+    jobs, how = [], {}
+    for key, _, script, flags, *_ in runs:
+        what, resume, more = next_step(os.path.join(out, "runs", key), wants[key])
+        if resume:  # the interrupted run travels to the worker that resumes it
+            resume = (os.path.basename(resume), on_ray.pack(os.path.dirname(resume),
+                                                            [os.path.basename(resume)]), more)
+        if what == "skipped (done)":
+            print(progress.line(key, what, True, 0), flush=True)  # not sent to the cluster
+        else:
+            jobs.append((key, (script, flags, resume, max(1, int(cpus)))))
+            how[key] = what
+
+    def report(key, result, error, tries, running):
+        folder = os.path.join(out, "runs", key)
+        if result is not None:
+            os.makedirs(folder, exist_ok=True)
+            on_ray.unpack(result["tar"], folder)
+            with open(os.path.join(folder, "log.txt"), "a") as fh:
+                fh.write(result["log"])
+            what = (f"{how[key]}: exit {result['code']} in {result['seconds']:.0f} s on node "
+                    f"{result['node'][:8]} ({result['ip']})"
+                    + (f", try {tries} of {retries + 1}" if tries > 1 else "")
+                    + (" (interrupted)" if result["interrupted"] else ""))
+        elif "interrupted" in error:
+            what = error
+        else:
+            what = f"failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
+        ok = find(folder, wants[key]).done is not None
+        if not ok and "interrupted" not in what:
+            failed[key] = what
+        seconds = result["seconds"] if result else None if "interrupted" in what else 0.0
+        print(progress.line(key, what, ok, running, seconds), flush=True)
+
+    return on_ray.run_all(on_ray.run_script, jobs, cpus, gpus, retries, report, tag)

@@ -39,6 +39,7 @@ import importlib
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -50,6 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import sweep  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benchmark_2d.json")
 FUNNELS = (4, 16, 64, 256)
@@ -201,10 +203,10 @@ def critic_loss(kind: str, kw: dict, D, p: torch.Tensor, q: torch.Tensor) -> tor
 
 
 def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
-          device: str = "cpu") -> dict:
+          device: str = "cpu", threads: int = 1) -> dict:
     """Train one critic on one pair from one seed; return its metrics and the critic. The
     batches are drawn on the CPU (one generator, whatever the device) and moved to `device`."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     device = common.pick_device(device)
     kind, kw = next((k, kw) for n, k, kw, _ in CONSTRAINTS if n == name)
     pair = load_pair(funnels)
@@ -269,7 +271,7 @@ def fmt(v, spec=".2f"):
     return "–" if v is None else format(v, spec)
 
 
-def write(rows, pairs, a, command, minutes):
+def write(rows, pairs, a, command, minutes, failed=None):
     os.makedirs(a.out, exist_ok=True)
     fields = ["config", "funnels", "seed", "iters", "seconds", "cos", "l2", "estimate",
               "true_w1", "at_centre"]
@@ -285,9 +287,13 @@ def write(rows, pairs, a, command, minutes):
             w.writerows(t)
     import platform
     lines = [f"Command: `{command.strip()}`", "",
-             f"Ran on a CPU ({platform.machine()}, {os.cpu_count()} cores), torch "
-             f"{torch.__version__}, one thread per training, {a.jobs} at a time; this call took "
-             f"{minutes:.0f} min.", "",
+             "Ran on " + (f"a Ray cluster, {a.cpus_per_run:g} CPU(s) and {a.gpus_per_run:g} "
+                          f"GPU(s) per training, {max(1, int(a.cpus_per_run))} thread(s) each"
+                          if a.ray else f"this machine ({platform.machine()}, {os.cpu_count()} "
+                          f"cores), one thread per training, {a.jobs} at a time")
+             + f", --device {a.device}, torch {torch.__version__}; this call took "
+             f"{minutes:.0f} min."
+             + (f" Failed, and not in the tables: {sweep.said(failed)}." if failed else ""), "",
              "Medians [min, max] over the seeds. cos: mean cos(∇f, −∇u) at samples of P (1: the "
              "optimal critic's gradient); L2: mean ‖∇f + ∇u‖² there (0 is optimal); est/W1: the "
              "critic's E_P f − E_Q f over the true W1 (1 is exact). 'published': the paper's "
@@ -372,16 +378,18 @@ def parse_args(argv=None):
                    help="critic iterations per training (theirs: 60,000 for GP/LP)")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep constraints whose name contains one of these strings")
-    p.add_argument("--jobs", type=common.number(int, 1), default=2, help="trainings at a time")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for every training")
     p.add_argument("--out", default="results/w1_benchmark", help="output folder")
+    sweep.add_where_arguments(p, jobs=2, what="trainings")
     a = p.parse_args(argv)
+    sweep.check_where(p, a, argv)
     names = [c[0] for c in CONSTRAINTS]
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
     a.seeds = list(dict.fromkeys(a.seeds))
     try:
-        common.pick_device(a.device)
+        if not a.ray:  # on Ray the workers have the devices
+            common.pick_device(a.device)
     except ValueError as e:
         p.error(f"--device {a.device!r}: {e}")
     try:
@@ -398,27 +406,71 @@ def main(argv=None) -> int:
     command = "python benchmarks/w1_benchmark.py " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv)
     pairs = {f: {**load_pair(f), "true_w1": true_w1(load_pair(f))} for f in a.funnels}
-    print(f"[w1] {len(jobs)} trainings of {a.iters} iterations, {a.jobs} at a time, into "
-          f"{a.out}; true W1: " + ", ".join(f"{f} funnels {pairs[f]['true_w1']:.3f}"
-                                            for f in a.funnels), flush=True)
-    t0, rows = time.time(), []
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
-    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(train, n, f, s, a.iters, 1024, a.device) for n, f, s in jobs]
-        for i, fut in enumerate(futures, 1):
-            r = fut.result()
+    try:
+        cluster = sweep.join_cluster(a, "w1")
+    except ValueError as e:
+        common.ArgumentParser(prog="w1_benchmark.py").error(str(e))
+    print(f"[w1] {len(jobs)} trainings of {a.iters} iterations, "
+          + ("on Ray" if cluster else f"{a.jobs} at a time") + f", into {a.out}; true W1: "
+          + ", ".join(f"{f} funnels {pairs[f]['true_w1']:.3f}" for f in a.funnels), flush=True)
+    t0, rows, failed = time.time(), [], {}
+    progress = sweep.Progress("w1", len(jobs), len(jobs))
+
+    def report(key, r, error, tries=1, running=0):
+        if r is not None:
             rows.append(r)
-            print(f"[w1] {i}/{len(jobs)} {r['config']} {r['funnels']} funnels s{r['seed']}: "
-                  f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
-                  f"{r['estimate'] / pairs[r['funnels']]['true_w1']:.2f} in {r['seconds']:.0f} s",
-                  flush=True)
-    write(rows, pairs, a, command, (time.time() - t0) / 60)
+            what = (f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
+                    f"{r['estimate'] / pairs[r['funnels']]['true_w1']:.2f} in "
+                    f"{r['seconds']:.0f} s" + (f", try {tries}" if tries > 1 else ""))
+        else:
+            what = error if "interrupted" in error else f"failed: {error}"
+            if "interrupted" not in error:
+                failed[key] = error
+        print(progress.line(key, what, r is not None, running, r["seconds"] if r else 0.0),
+              flush=True)
+
+    named = [(f"{n}-{f}-s{s}", (n, f, s, a.iters, 1024, a.device)) for n, f, s in jobs]
+    if cluster:
+        cpus, gpus, retries = cluster
+        signum = importlib.import_module("on_ray").run_all(
+            "benchmarks/w1_benchmark.py:train", [(k, (*v, max(1, int(cpus)))) for k, v in named],
+            cpus, gpus, retries, report, "w1")
+    else:
+        signum = local_pool(named, a.jobs, report)
+    rows.sort(key=lambda r: [(n, f, s) for n, f, s in jobs].index(
+        (r["config"], r["funnels"], r["seed"])))  # the order of the plan, wherever they ran
+    if not rows:
+        print("[w1] no training ended: nothing written", flush=True)
+        return 128 + signum if signum else 1
+    write(rows, pairs, a, command, (time.time() - t0) / 60, None if signum else failed)
     for f in a.funnels:
         figure(rows, pairs[f], os.path.join(a.out, f"pair-{f}.png"))
-    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}",
+    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}"
+          + (f"; {len(failed)} failed" if failed else "")
+          + ("; interrupted: the tables hold the trainings that ended" if signum else ""),
           flush=True)
-    return 0
+    return 128 + signum if signum else (1 if failed else 0)
+
+
+def local_pool(named, jobs: int, report):
+    """The trainings in `jobs` processes of this machine; returns the signal that stopped them,
+    or None."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(train, *args): key for key, args in named}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    r, error = fut.result(), None
+                except Exception as e:  # noqa: BLE001 - reported, and the others go on
+                    r, error = None, f"{type(e).__name__}: {e}"
+                report(futures[fut], r, error, 1, sum(f.running() for f in futures))
+        except KeyboardInterrupt:
+            for fut in futures:
+                fut.cancel()
+            return signal.SIGINT
+    return None
 
 
 if __name__ == "__main__":
