@@ -51,17 +51,19 @@ def ray_command() -> list:
 
 
 class Cluster:
-    """Start it with `with Cluster(nodes, cpus) as c:`; c.address is the head's host:port and
-    c.command(argv) the argv that runs a program inside the namespace (a Ray driver, say)."""
+    """Start it with `with Cluster(nodes, cpus) as c:`; c.address is the head's host:port,
+    c.command(argv) the argv that runs a program inside the namespace (a Ray driver, say), and
+    the workers' temporary files are under c.work."""
 
-    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT, timeout: float = 120):
-        self.nodes, self.cpus, self.port, self.timeout = nodes, cpus, port, timeout
+    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT):
+        self.nodes, self.cpus, self.port = nodes, cpus, port
         self.address = f"127.0.0.1:{port}"
-        self.proc = self.tmp = None
+        self.proc = self.tmp = self.work = None
 
     def __enter__(self):
         # Ray's sockets live under its temp folder: a short path, as Unix sockets need.
         self.tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        self.work = os.path.join(self.tmp, "work")
         self.proc = subprocess.Popen(
             [*unshare_command(), sys.executable, os.path.abspath(__file__), "--serve",
              "--nodes", str(self.nodes), "--cpus", str(self.cpus), "--port", str(self.port),
@@ -109,7 +111,10 @@ def serve(a) -> None:
     the end of stdin. Leaving ends the PID namespace, and the kernel kills every process in it."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     ray = ray_command() or ["ray"]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # The workers' temporary files (a run's folder while it runs) go under the cluster's folder.
+    work = os.path.join(a.temp_dir, "work")
+    os.makedirs(work, exist_ok=True)
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TMPDIR=work)
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", f"{a.cpus:g}", "--num-gpus", "0",
               "--object-store-memory", str(200 * 2**20),
               "--disable-usage-stats"]

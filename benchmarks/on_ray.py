@@ -33,13 +33,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the job does not need on the workers: history, results and figures, and run folders.
 NOT_SHIPPED = [".git/", "results/", "assets/", "runs/", "*.pt", ".hypothesis/", ".pytest_cache/",
                "__pycache__/", ".sweep.lock", ".venv/", "venv/"]
-# A training that outlives its Ray worker would run on unseen: it dies with the worker (Linux).
-DIE_WITH_PARENT = ("import ctypes, os, runpy, sys\n"
-                   "if sys.platform.startswith('linux'):\n"
-                   "    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
-                   "    if os.getppid() == 1: sys.exit(137)  # the worker is gone already\n"
-                   "sys.argv = sys.argv[1:]\n"
-                   "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+# The training's own process: it dies with its Ray worker (Linux; a training that outlived its
+# worker would run on unseen), and takes SIGINT and SIGTERM, which a Ray worker blocks and a
+# child inherits blocked (its checkpoint on Ctrl-C depends on them).
+IN_TASK = ("import ctypes, os, runpy, signal, sys\n"
+           "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+           "if sys.platform.startswith('linux'):\n"
+           "    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
+           "    if os.getppid() == 1: sys.exit(137)  # the worker is gone already\n"
+           "sys.argv = sys.argv[1:]\n"
+           "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
 def connect(address: str, out: str) -> str:
@@ -123,12 +126,26 @@ def load(spec: str):
     return getattr(sys.modules[module], name)
 
 
+def forget_dead_runs() -> None:
+    """Remove the temporary folders of tasks whose worker was killed (no `finally` ran there);
+    their runs were tried again or reported failed."""
+    import glob
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "wgan-run-*-*")):
+        try:
+            os.kill(int(os.path.basename(path).split("-")[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):  # not a pid, or another user's process: not ours to judge
+            continue
+
+
 def run_script(script: str, flags: list, resume, threads: int) -> dict:
     """On a worker: run one run of a method script (or resume the one in `resume`: its folder
     name, its folder as a tar archive, the flags to add) in a folder of its own; return its exit
     code, log, time, node, and the folder as a tar archive."""
     root = repo_root()
-    tmp = tempfile.mkdtemp(prefix="wgan-run-")
+    forget_dead_runs()
+    tmp = tempfile.mkdtemp(prefix=f"wgan-run-{os.getpid()}-")
     try:
         runs = os.path.join(tmp, "runs")
         os.makedirs(runs)
@@ -142,13 +159,15 @@ def run_script(script: str, flags: list, resume, threads: int) -> dict:
         t = time.time()
         interrupted = False
         with open(os.path.join(tmp, "log.txt"), "w") as log:
-            p = subprocess.Popen([sys.executable, "-c", DIE_WITH_PARENT,
+            p = subprocess.Popen([sys.executable, "-c", IN_TASK,
                                   os.path.join(root, script + ".py"), *argv], stdout=log,
                                  stderr=subprocess.STDOUT, cwd=root, env=env)
             while True:
-                try:
-                    code = p.wait()
+                try:  # in steps: ray.cancel's KeyboardInterrupt reaches Python code only
+                    code = p.wait(timeout=0.2)
                     break
+                except subprocess.TimeoutExpired:
+                    continue
                 except KeyboardInterrupt:  # ray.cancel: the driver was interrupted
                     if not interrupted:
                         p.send_signal(signal.SIGINT)  # the run writes its checkpoint and stops
