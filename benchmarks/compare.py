@@ -403,8 +403,12 @@ def main(argv=None):
                 raise ValueError(f"--out {a.out} holds a {f} that compare.py did not write: "
                                  f"choose another --out")
         wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+    except ValueError as e:
+        die(str(e))
+    try:
         cluster = None if a.no_run else sweep.join_cluster(a, "compare")
     except ValueError as e:
+        lock.close()
         die(str(e))
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.time()

@@ -7,8 +7,8 @@ Linux only, as root (unshare, nsenter, ip). Each node
 is a `ray start` of its own (a raylet and its workers) with --cpus CPUs. The namespace has a PID
 namespace too, so that every process of the cluster ends with it.
 
-    python benchmarks/loopback_cluster.py --nodes 2 --cpus 1 -- \\
-        python benchmarks/compare.py --ray 127.0.0.1:6379 --only c-transform --data swissroll
+    python benchmarks/loopback_cluster.py --nodes 2 --cpus 1 -- bash       # a shell inside
+    python benchmarks/loopback_cluster.py -- python benchmarks/compare.py --ray 127.0.0.1:6379
 """
 from __future__ import annotations
 
@@ -128,25 +128,33 @@ def serve(a) -> None:
     sys.stdin.read()
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--nodes", type=int, default=2)
-    p.add_argument("--cpus", type=float, default=1)
-    p.add_argument("--port", type=int, default=PORT)
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="loopback_cluster.py",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=int, default=2, help="nodes, the head included")
+    p.add_argument("--cpus", type=float, default=1, help="CPUs each node offers")
+    p.add_argument("--port", type=int, default=PORT, help="the head's port")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--temp-dir", help=argparse.SUPPRESS)
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="after --: the command to run inside, e.g. a sweep with --ray")
     a = p.parse_args(argv)
+    a.command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not a.serve and not a.command:
+        p.error("give the command to run inside, after --")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
     if a.serve:
         serve(a)
         return 0
     why = why_not()
     if why:
-        p.error(f"no loopback cluster here: {why}")
-    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
-    if not cmd:
-        p.error("give the command to run inside, after --")
+        print(f"loopback_cluster.py: error: no loopback cluster here: {why}", file=sys.stderr)
+        return 2
+    cmd = a.command
     with Cluster(a.nodes, a.cpus, a.port) as c:
         print(f"[cluster] {a.nodes} nodes of {a.cpus:g} CPU(s) at {c.address}", flush=True)
         return subprocess.run(c.command(cmd)).returncode

@@ -1,5 +1,5 @@
 """The sweeps past one machine: benchmarks/compare.py, open_questions.py and w1_benchmark.py with
-`--ray auto|local|ADDRESS` send each run to a Ray cluster (https://docs.ray.io) as a task of its
+`--ray auto|ADDRESS` send each run to a Ray cluster (https://docs.ray.io) as a task of its
 own. Ray is optional (requirements-ray.txt): only this module imports it, and only with --ray.
 
 - Resources: each task holds --cpus-per-run CPUs and --gpus-per-run GPUs; fractions pack runs,
@@ -47,20 +47,28 @@ IN_TASK = ("import ctypes, os, runpy, signal, sys\n"
 
 def connect(address: str, out: str) -> str:
     """Join the Ray cluster at address ('auto': the one this machine is part of or RAY_ADDRESS
-    names; 'local': a new one on this machine alone; or host:port), shipping the repository's
-    code. Returns a line saying what the cluster holds; ValueError if there is none."""
+    names; or the head's host:port), shipping the repository's code. Returns a line saying what
+    the cluster holds; ValueError if there is none."""
     os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")  # ours: NOT_SHIPPED
     excludes = list(NOT_SHIPPED)
     rel = os.path.relpath(os.path.abspath(out), ROOT)
     if not rel.startswith(os.pardir):  # an --out inside the repository stays behind too
         excludes.append("/" + rel.replace(os.sep, "/") + "/")
+    host, _, port = address.rpartition(":")
+    if port.isdigit() and host and "://" not in host:  # Ray waits minutes for a missing head
+        import socket
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as e:
+            raise ValueError(f"--ray {address}: no Ray head answers there "
+                             f"({e.strerror or type(e).__name__}); `ray start --head` starts "
+                             f"one, `ray status` on a node names its address") from None
     try:
         ray.init(address=address, runtime_env={"working_dir": ROOT, "excludes": excludes},
                  log_to_driver=False, logging_level="WARNING", configure_logging=True)
     except Exception as e:  # noqa: BLE001 - Ray says why in many exception types
-        raise ValueError(f"--ray {address}: no Ray cluster to join "
-                         f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
-                         ) from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--ray {address}: no Ray cluster to join ({why})") from None
     res = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return (f"Ray {ray.__version__}: {len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, "
@@ -96,9 +104,17 @@ def pack(folder: str, names=None) -> bytes:
 
 
 def unpack(blob: bytes, folder: str) -> None:
-    """Extract an archive of pack() into folder, over what is there."""
+    """Extract an archive of pack() into folder, over what is there; nothing lands outside it
+    (an entry with '..' or a link out is refused, tarfile.TarError)."""
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        tar.extractall(folder, filter="data")  # no absolute paths, links out or devices
+        if hasattr(tarfile, "data_filter"):  # Python 3.8.17, 3.9.17, 3.10.12, 3.11.4 and on
+            tar.extractall(folder, filter="data")
+            return
+        for m in tar.getmembers():  # older Pythons: the same refusals, by hand
+            if os.path.isabs(m.name) or os.pardir in m.name.split("/") or not (
+                    m.isfile() or m.isdir()):
+                raise tarfile.TarError(f"{m.name}: not a plain file inside the folder")
+        tar.extractall(folder)
 
 
 def repo_root() -> str:
@@ -261,7 +277,7 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
                 for ref in refs:
                     ray.cancel(ref, force=force)
                 cancelled = stop.count
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.25)
             for ref in ready:
                 key = refs.pop(ref)
                 result, error = None, None

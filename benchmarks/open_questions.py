@@ -208,8 +208,12 @@ def main(argv=None):
     die = common.ArgumentParser(prog="open_questions.py").error
     try:
         wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+    except ValueError as e:
+        die(str(e))
+    try:
         cluster = None if a.no_run else sweep.join_cluster(a, "questions")
     except ValueError as e:
+        lock.close()
         die(str(e))
     command = "python benchmarks/open_questions.py " + " ".join(
         sys.argv[1:] if argv is None else argv)

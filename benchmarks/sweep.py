@@ -162,10 +162,10 @@ def add_where_arguments(p, jobs: int, what: str = "runs") -> None:
     p.add_argument("--jobs", type=common.number(int, 1), default=jobs,
                    help=f"{what} at a time on this machine")
     g = p.add_argument_group("on a Ray cluster (pip install -r requirements-ray.txt)")
-    g.add_argument("--ray", metavar="auto|local|ADDRESS", default=None,
+    g.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                    help=f"send each of the {what} to a Ray cluster as a task: auto (the cluster "
-                        "this machine is part of, or RAY_ADDRESS), local (a new one on this "
-                        "machine alone) or the head's host:port")
+                        "this machine is part of, or the one RAY_ADDRESS names) or the head's "
+                        "host:port")
     g.add_argument("--cpus-per-run", type=common.number(float, 0, lo_ok=False), default=1.0,
                    help="CPUs each task holds, fractions allowed; a run uses floor(CPUs) "
                         "threads, at least one")
@@ -277,7 +277,7 @@ class Runner:
             code = p.wait()
             with self.lock:
                 self.children.discard(p)
-        return key, f"{what}: exit {code} in {time.time() - t:.0f} s" + (
+        return key, f"{what}: exit {code} in {time.time() - t:.1f} s" + (
             " (interrupted)" if self.signum and code else "")
 
 
@@ -428,7 +428,7 @@ def on_cluster(runs, wants, out, resources, tag, progress, failed):
             on_ray.unpack(result["tar"], folder)
             with open(os.path.join(folder, "log.txt"), "a") as fh:
                 fh.write(result["log"])
-            what = (f"{how[key]}: exit {result['code']} in {result['seconds']:.0f} s on node "
+            what = (f"{how[key]}: exit {result['code']} in {result['seconds']:.1f} s on node "
                     f"{result['node'][:8]} ({result['ip']})"
                     + (f", try {tries} of {retries + 1}" if tries > 1 else "")
                     + (" (interrupted)" if result["interrupted"] else ""))

@@ -289,3 +289,56 @@ def test_a_kept_table_says_why_when_nothing_is_missing(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "kept results.md" in said and "this call plans fewer runs than the tables hold" in said
     assert "missing: )" not in said and open(os.path.join(out, "results.md")).read() == big
+
+
+# ------------------------------------------------------------- where the runs execute (--ray)
+import w1_benchmark  # noqa: E402
+
+PROGRAMS = {"compare": (compare.main, ONE), "open_questions": (open_questions.main, [
+    "--only", "c-transform", "--seeds", "0"]), "w1_benchmark": (w1_benchmark.main, [
+        "--only", "gp-onesided", "--funnels", "4", "--seeds", "0"])}
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+@pytest.mark.parametrize("flags,says", [
+    (["--ray", "auto", "--jobs", "2"], "--jobs is for this machine"),
+    (["--cpus-per-run", "2"], "--cpus-per-run is for --ray"),
+    (["--retries", "1"], "--retries is for --ray"),
+    (["--ray", "auto", "--device", "cuda"], "needs --gpus-per-run"),
+    (["--ray", "auto", "--device", "cuda:1", "--gpus-per-run", "1"], "use --device cuda"),
+    (["--ray", "auto", "--gpus-per-run", "0.5"], "GPUs they never use"),
+    (["--ray", "auto", "--cpus-per-run", "0"], "must be a finite number in (0"),
+])
+def test_where_the_runs_go_is_checked_before_anything_runs(program, flags, says, tmp_path,
+                                                           capsys):
+    main, argv = PROGRAMS[program]
+    i = argv.index("--extra") if "--extra" in argv else len(argv)
+    one_line_exit_2(capsys, lambda: main(argv[:i] + flags + ["--out", str(tmp_path / "o")]
+                                         + argv[i:]), says)
+    assert not os.path.exists(tmp_path / "o" / "runs")
+
+
+def test_without_ray_installed_the_local_pool_runs_and_ray_says_how_to_get_it(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as without the package
+    monkeypatch.delitem(sys.modules, "on_ray", raising=False)
+    out = str(tmp_path / "cmp")
+    one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", out, "--ray", "auto"]),
+                    "pip install -r requirements-ray.txt")
+    assert compare.main(ONE + ["--out", out, "--extra", "--dim", "8", "--batch", "16"]) == 0
+    assert "1/1 done, 0 running | c-transform-swissroll-s0: ran: exit 0" in \
+        capsys.readouterr().out
+
+
+def test_progress_counts_and_its_eta_from_the_runs_that_ran():
+    p = sweep.Progress("t", total=5, todo=4)  # one run was done before this call
+    assert p.line("a", "skipped (done)", True, 0) == "[t] 1/5 done, 0 running | a: skipped (done)"
+    # 10 s a run, two at a time: 3 runs left take 15 s
+    assert p.line("b", "ran: exit 0 in 10.0 s", True, 1, 10.0) == \
+        "[t] 2/5 done, 1 running, ETA 0m15s | b: ran: exit 0 in 10.0 s"
+    assert p.line("c", "ran: exit 1 in 2.0 s", False, 1, 2.0).startswith(
+        "[t] 2/5 done, 1 failed, 1 running, ETA 0m06s")  # (10 + 2) / 2 a run, 2 left, 2 slots
+    said = p.line("d", "ran: exit 130 in 1.0 s (interrupted)", False, 0, 1.0)
+    assert said.startswith("[t] 2/5 done, 1 failed, 0 running, ETA")  # not counted a failure
+    assert p.line("e", "not started (interrupted)", False, 0).startswith(
+        "[t] 2/5 done, 1 failed, 0 running, ETA")
