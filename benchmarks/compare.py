@@ -20,6 +20,7 @@ checkpoint, and the tables of what finished are written. Then:
     python benchmarks/compare.py                                    # the full grid (hours on a CPU)
     python benchmarks/compare.py --iters-scale 0.6 --jobs 2         # 60 % of each default length
     python benchmarks/compare.py --only slogan gp- --data swissroll --seeds 0
+    python benchmarks/compare.py --ray auto --device cuda --gpus-per-run 0.125   # on a Ray cluster
 """
 from __future__ import annotations
 

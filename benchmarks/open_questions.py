@@ -18,6 +18,7 @@ resumed, one with other settings is made again beside it). Writes <out>/question
 questions.csv and questions-distance.png (Q1: the distance's level sets beside the critics).
 
     python benchmarks/open_questions.py --iters-scale 0.6 --jobs 2      # ~50 min on 2 CPU cores
+    python benchmarks/open_questions.py --ray auto --cpus-per-run 1      # on a Ray cluster (README)
 """
 import argparse
 import csv

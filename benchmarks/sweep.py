@@ -1,7 +1,9 @@
 """What every sweep of the method scripts shares (benchmarks/compare.py, open_questions.py),
 whichever way it runs them: the identity of a run, finding its finished run again, resuming an
-interrupted one, checking the input before anything runs, one sweep per output folder, and
-signals that reach every running child.
+interrupted one, checking the input before anything runs, one sweep per output folder, signals
+that reach every running child, and a progress line per run. The runs execute in the local pool
+(--jobs child processes here) or, with --ray, as tasks on a Ray cluster (benchmarks/on_ray.py);
+both take the same runs and leave the same run folders.
 
 A run is identified by its complete command: the script and every argument it resolves to
 (the script's own parser, with its data- and loss-dependent defaults). A finished run under
@@ -425,17 +427,23 @@ def on_cluster(runs, wants, out, resources, tag, progress, failed):
         folder = os.path.join(out, "runs", key)
         if result is not None:
             os.makedirs(folder, exist_ok=True)
-            on_ray.unpack(result["tar"], folder)
             with open(os.path.join(folder, "log.txt"), "a") as fh:
                 fh.write(result["log"])
+            try:
+                on_ray.unpack(result["tar"], folder)
+            except (OSError, on_ray.tarfile.TarError) as e:
+                result, error = None, f"its folder could not be unpacked here ({e})"
+        if result is not None:
             what = (f"{how[key]}: exit {result['code']} in {result['seconds']:.1f} s on node "
                     f"{result['node'][:8]} ({result['ip']})"
                     + (f", try {tries} of {retries + 1}" if tries > 1 else "")
                     + (" (interrupted)" if result["interrupted"] else ""))
         elif "interrupted" in error:
             what = error
-        else:
+        elif tries:
             what = f"failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
+        else:  # it never started: the cluster could not set the task up
+            what = f"failed: {error}"
         ok = find(folder, wants[key]).done is not None
         if not ok and "interrupted" not in what:
             failed[key] = what

@@ -31,6 +31,7 @@ with the map of cos(∇f, −∇u) over the square (where the constraint goes wr
     python benchmarks/w1_benchmark.py                          # 4 and 16 funnels, 3 seeds (~25 min)
     python benchmarks/w1_benchmark.py --only gp- slogan --funnels 4 --seeds 0
     python benchmarks/w1_benchmark.py --iters 60000 --device cuda --jobs 4  # their GP/LP protocol
+    python benchmarks/w1_benchmark.py --iters 60000 --ray auto --device cuda --gpus-per-run 0.25
 """
 from __future__ import annotations
 

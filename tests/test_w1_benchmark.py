@@ -105,6 +105,23 @@ def test_a_tiny_run_writes_the_table_and_the_figure(tmp_path, capsys):
     assert runs[0].startswith("config,funnels,seed") and len(runs) == 3  # one row a training
 
 
+def test_the_local_pool_reports_a_failed_training_and_stops_on_ctrl_c():
+    """A training that raises is reported and the others go on; Ctrl-C (a KeyboardInterrupt
+    in the driver) cancels what has not started and returns the signal."""
+    import signal
+    jobs = [("bad", ("no-such-constraint", 4, 0, 5, 64)),
+            ("good", ("gp-onesided-l10", 4, 0, 5, 64)), ("later", ("wgan-sn", 4, 0, 5, 64))]
+    seen = {}
+
+    def report(key, result, error, tries, running):
+        seen[key] = (result, error)
+        if key == "good":
+            raise KeyboardInterrupt
+    assert wb.local_pool(jobs, 1, report) == signal.SIGINT
+    assert seen["bad"][0] is None and "StopIteration" in seen["bad"][1]
+    assert seen["good"][0]["config"] == "gp-onesided-l10" and "later" not in seen
+
+
 @pytest.mark.parametrize("argv,says", [(["--funnels", "5"], "--funnels"),
                                        (["--only", "nope"], "matches no constraint"),
                                        (["--iters", "0"], "--iters"),
