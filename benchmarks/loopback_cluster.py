@@ -80,15 +80,15 @@ class Cluster:
     def command(self, argv: list) -> list:
         return ["nsenter", f"--net=/proc/{self.proc.pid}/ns/net", "--", *argv]
 
-    def pids(self, title: str = "ray::") -> list:
-        """The processes in the cluster's namespace whose command line starts with title (Ray
-        names a worker that runs a task 'ray::<function>')."""
+    def pids(self, part: str) -> list:
+        """The processes in the cluster's namespace whose command line holds `part` (Ray names
+        a worker that runs a task 'ray::<function>')."""
         ns, found = os.readlink(f"/proc/{self.proc.pid}/ns/net"), []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-                if cmd.startswith(title) and os.readlink(f"/proc/{pid}/ns/net") == ns:
+                if part in cmd and os.readlink(f"/proc/{pid}/ns/net") == ns:
                     found.append(int(pid))
             except OSError:  # gone meanwhile
                 continue

@@ -130,7 +130,7 @@ def test_a_killed_worker_is_tried_again_and_ctrl_c_brings_the_run_back_to_resume
     argv = LONG[:LONG.index("--extra")] + ["--out", out] + LONG[LONG.index("--extra"):]
     proc = subprocess.Popen(driver(cluster, "compare.py", argv), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = kill_the_worker_once_running(cluster, proc)
+    first = kill_once_running(cluster, proc)
     running_checkpoint(cluster, proc, other_than=first)  # the second try is under way
     proc.send_signal(signal.SIGINT)
     said, err = proc.communicate(timeout=120)
@@ -149,28 +149,31 @@ def test_a_killed_worker_is_tried_again_and_ctrl_c_brings_the_run_back_to_resume
     assert glob.glob(os.path.join(out, "runs", "*", "*", "config-resume*.json"))
 
 
-def kill_the_worker_once_running(cluster, proc, other_than=None):
-    """SIGKILL the Ray worker process that runs the task (its training dies with it) once the
-    run has written its first checkpoint; returns the run's temporary folder."""
+def kill_once_running(cluster, proc, what="ray::on_board", other_than=None):
+    """SIGKILL the process whose command line holds `what` (by default the Ray worker that runs
+    the task; its training dies with it) once the run has written its first checkpoint; returns
+    the run's temporary folder."""
     folder = running_checkpoint(cluster, proc, other_than)
-    (pid,) = cluster.pids("ray::on_board")
+    (pid,) = cluster.pids(what)
     os.kill(pid, signal.SIGKILL)
     return folder
 
 
 @needs_cluster
-def test_a_run_whose_worker_dies_more_often_than_retries_is_reported_failed(cluster, tmp_path):
-    """open_questions.py with --retries 0: the sweep goes on, and says the run failed in its
-    output, its exit code and its table."""
+def test_a_run_whose_training_is_killed_more_often_than_retries_is_reported_failed(
+        cluster, tmp_path):
+    """The training process alone killed (as the OOM killer does), and --retries 0: the sweep
+    (open_questions.py) goes on, and says the run failed in its output, its exit code and its
+    table."""
     out = str(tmp_path / "questions")
     argv = ["--only", "c-transform", "--seeds", "0", "--retries", "0", "--out", out, "--extra",
             *LONG[LONG.index("--extra") + 1:], "--iters", str(ITERS)]
     proc = subprocess.Popen(driver(cluster, "open_questions.py", argv), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    kill_the_worker_once_running(cluster, proc)
+    kill_once_running(cluster, proc, what="runpy.run_path")  # the training's command line
     said, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, said + err
-    assert "1 failed" in said and "failed after 1 try" in said, said
+    assert "1 failed" in said and "failed after 1 try: the training died of signal 9" in said
     assert "Failed in this call" in open(os.path.join(out, "questions.md")).read()
     assert not summaries(out)
 
