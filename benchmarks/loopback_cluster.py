@@ -4,7 +4,8 @@ nodes the address of the external interface). For the tests of --ray, and to mea
 path on one machine; a real cluster is started with `ray start` on each machine (README).
 
 Linux only, as root (unshare, nsenter, ip). Each node
-is a `ray start` of its own (a raylet and its workers) with --cpus CPUs. The namespace has a PID
+is a `ray start` of its own (a raylet and its workers) with --cpus CPUs; --head-gpus gives the
+head GPUs that Ray takes on trust, to see fractional GPUs pack runs on a machine without one. The namespace has a PID
 namespace too, so that every process of the cluster ends with it.
 
     python benchmarks/loopback_cluster.py --nodes 2 --cpus 1 -- bash       # a shell inside
@@ -55,8 +56,8 @@ class Cluster:
     c.command(argv) the argv that runs a program inside the namespace (a Ray driver, say), and
     the workers' temporary files are under c.work."""
 
-    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT):
-        self.nodes, self.cpus, self.port = nodes, cpus, port
+    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT, head_gpus: int = 0):
+        self.nodes, self.cpus, self.port, self.head_gpus = nodes, cpus, port, head_gpus
         self.address = f"127.0.0.1:{port}"
         self.proc = self.tmp = self.work = None
 
@@ -67,6 +68,7 @@ class Cluster:
         self.proc = subprocess.Popen(
             [*unshare_command(), sys.executable, os.path.abspath(__file__), "--serve",
              "--nodes", str(self.nodes), "--cpus", str(self.cpus), "--port", str(self.port),
+             "--head-gpus", str(self.head_gpus),
              "--temp-dir", self.tmp], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         said = []
@@ -115,15 +117,14 @@ def serve(a) -> None:
     work = os.path.join(a.temp_dir, "work")
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TMPDIR=work)
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", f"{a.cpus:g}", "--num-gpus", "0",
-              "--object-store-memory", str(200 * 2**20),
-              "--disable-usage-stats"]
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", f"{a.cpus:g}",
+              "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
     subprocess.run([*ray, "start", "--head", "--port", str(a.port), "--temp-dir", a.temp_dir,
-                    "--include-dashboard", "false", *common], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+                    "--include-dashboard", "false", "--num-gpus", str(a.head_gpus), *common],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
     for _ in range(a.nodes - 1):
-        subprocess.run([*ray, "start", "--address", f"127.0.0.1:{a.port}", *common], check=True,
-                       env=env, stdout=subprocess.DEVNULL)
+        subprocess.run([*ray, "start", "--address", f"127.0.0.1:{a.port}", "--num-gpus", "0",
+                        *common], check=True, env=env, stdout=subprocess.DEVNULL)
     print("ready", flush=True)
     sys.stdin.read()
 
@@ -134,6 +135,8 @@ def parse_args(argv=None):
     p.add_argument("--nodes", type=int, default=2, help="nodes, the head included")
     p.add_argument("--cpus", type=float, default=1, help="CPUs each node offers")
     p.add_argument("--port", type=int, default=PORT, help="the head's port")
+    p.add_argument("--head-gpus", type=int, default=0,
+                   help="GPUs the head declares (Ray takes them on trust)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--temp-dir", help=argparse.SUPPRESS)
     p.add_argument("command", nargs=argparse.REMAINDER,
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
         print(f"loopback_cluster.py: error: no loopback cluster here: {why}", file=sys.stderr)
         return 2
     cmd = a.command
-    with Cluster(a.nodes, a.cpus, a.port) as c:
+    with Cluster(a.nodes, a.cpus, a.port, a.head_gpus) as c:
         print(f"[cluster] {a.nodes} nodes of {a.cpus:g} CPU(s) at {c.address}", flush=True)
         return subprocess.run(c.command(cmd)).returncode
 

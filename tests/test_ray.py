@@ -32,19 +32,20 @@ needs_cluster = pytest.mark.skipif(WHY_NOT is not None, reason=f"no loopback clu
 # One cluster for the module, so its tests run in one pytest-xdist worker, one after the other.
 pytestmark = pytest.mark.xdist_group("ray")
 
-TINY = ["--only", "c-transform", "--data", "swissroll", "--no-fixed", "--iters", "3",
+# 25gaussians: the cheapest evaluation of the toys (no distance-to-the-data statistics).
+TINY = ["--only", "c-transform", "--data", "25gaussians", "--no-fixed", "--iters", "3",
         "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1", "--eval-every", "100"]
 # Long enough to be caught running (~600 iterations a second), short enough to finish.
-ITERS = 2500
-LONG = ["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "--no-fixed", "--iters",
-        str(ITERS), "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1",
+ITERS = 1500
+LONG = ["--only", "c-transform", "--data", "25gaussians", "--mixture-seeds", "0", "--no-fixed",
+        "--iters", str(ITERS), "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1",
         "--eval-every", str(ITERS)]
 TIMING = {"ms_per_iter", "wall_time_s"}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with loopback_cluster.Cluster(nodes=2, cpus=1) as c:
+    with loopback_cluster.Cluster(nodes=2, cpus=1, head_gpus=1) as c:
         yield c
 
 
@@ -87,7 +88,7 @@ def running_checkpoint(cluster, proc, other_than=None, deadline=120):
 @needs_cluster
 def test_a_grid_on_two_nodes_is_the_local_pools_and_a_rerun_runs_nothing(cluster, tmp_path):
     local, remote = str(tmp_path / "local"), str(tmp_path / "ray")
-    argv = TINY[:TINY.index("--extra")] + ["--seeds", "0", "1", "--out"]
+    argv = TINY[:TINY.index("--extra")] + ["--mixture-seeds", "0", "1", "--out"]
     extra = TINY[TINY.index("--extra"):]
     code, said, err = run(cluster, "compare.py", argv + [remote] + extra)
     assert code == 0, said + err
@@ -95,8 +96,8 @@ def test_a_grid_on_two_nodes_is_the_local_pools_and_a_rerun_runs_nothing(cluster
     assert len(set(re.findall(r"exit 0 in [\d.]+ s on node (\w+)", said))) == 2, said  # 2 nodes
     assert compare.main(argv + [local, "--jobs", "2"] + extra) == 0
     ours, theirs = summaries(remote), summaries(local)
-    assert sorted(ours) == sorted(theirs) == ["c-transform-swissroll-s0",
-                                              "c-transform-swissroll-s1"]
+    assert sorted(ours) == sorted(theirs) == ["c-transform-25gaussians-s0",
+                                              "c-transform-25gaussians-s1"]
     for key, s in ours.items():  # what came back is a run folder as a local run leaves it
         folder = os.path.dirname(glob.glob(os.path.join(remote, "runs", key, "*",
                                                         "summary.json"))[0])
@@ -181,22 +182,27 @@ def test_a_run_whose_training_is_killed_more_often_than_retries_is_reported_fail
 @needs_cluster
 def test_a_run_that_no_node_can_hold_is_refused_before_anything_runs(cluster, tmp_path):
     code, said, err = run(cluster, "compare.py", TINY[:TINY.index("--extra")] + [
-        "--seeds", "0", "--cpus-per-run", "2", "--out", str(tmp_path)])
-    assert code == 2 and "no node of the cluster has 2 CPUs and 0 GPUs" in err, said + err
-    assert "127.0.0.1: 1 CPUs, 0 GPUs" in err and not os.listdir(tmp_path / "runs")
+        "--mixture-seeds", "0", "--device", "auto", "--gpus-per-run", "2", "--out",
+        str(tmp_path)])
+    assert code == 2 and "no node of the cluster has 1 CPUs and 2 GPUs" in err, said + err
+    assert "127.0.0.1: 1 CPUs, 1 GPUs" in err and "127.0.0.1: 1 CPUs, 0 GPUs" in err
+    assert not os.listdir(tmp_path / "runs")
 
 
 @needs_cluster
-def test_the_w1_benchmark_on_ray_is_the_local_one(cluster, tmp_path):
-    """Its trainings come back as values: the same numbers as train() gives here."""
+def test_the_w1_benchmark_packs_runs_on_a_gpu_and_gives_the_local_numbers(cluster, tmp_path):
+    """Half a GPU and half a CPU a training: both go to the head, which declares one GPU (Ray
+    takes it on trust; torch here has no CUDA, so --device auto trains on the CPU), side by
+    side. Its trainings come back as values: the same numbers as train() gives here."""
     argv = ["--only", "gp-onesided", "wgan-sn", "--funnels", "4", "--seeds", "0", "--iters",
-            "20"]
+            "30", "--device", "auto", "--cpus-per-run", "0.5", "--gpus-per-run", "0.5"]
     code, said, err = run(cluster, "w1_benchmark.py", argv + ["--out", str(tmp_path)])
     assert code == 0, said + err
+    assert "1/2 done, 1 running" in said, said  # the two at once, on one node
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert [r["config"] for r in rows] == ["gp-onesided-l10", "wgan-sn"]
     for r in rows:
-        here = w1_benchmark.train(r["config"], 4, 0, 20)
+        here = w1_benchmark.train(r["config"], 4, 0, 30)
         for k in ("cos", "l2", "estimate", "true_w1", "at_centre"):
             assert float(r[k]) == here[k], k
 
