@@ -325,6 +325,8 @@ def test_without_ray_installed_the_local_pool_runs_and_ray_says_how_to_get_it(
     out = str(tmp_path / "cmp")
     one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", out, "--ray", "auto"]),
                     "pip install -r requirements-ray.txt")
+    assert compare.main(ONE + ["--out", out, "--ray", "auto", "--no-run"]) == 0  # runs nothing
+    assert "1 of 1 runs are not done" in capsys.readouterr().out
     assert compare.main(ONE + ["--out", out, "--extra", "--dim", "8", "--batch", "16"]) == 0
     assert "1/1 done, 0 running | c-transform-swissroll-s0: ran: exit 0" in \
         capsys.readouterr().out
