@@ -257,9 +257,9 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
     or 'path.py:name' of the repository). Calls report(key, result, error, tries, running) as
     each ends (error: None, or why it failed), and returns the signal that interrupted the
     driver, or None."""
-    # The workers cannot import this module by name (benchmarks/ is no package): send it by value.
     if not jobs:
         return None
+    # The workers cannot import this module by name (benchmarks/ is no package): send it by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     board = Board.remote()
     task = ray.remote(on_board).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
@@ -272,8 +272,8 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
                 force = stop.count > 1
                 print(f"[{tag}] " + ("abandoning the running runs" if force else
                                      "interrupted: runs not started are cancelled, running ones "
-                                     "write their checkpoints and come back (Ctrl-C again: "
-                                     "abandon them)"), flush=True)
+                                     "are stopped (a sweep's runs write their checkpoints and "
+                                     "come back); Ctrl-C again: abandon them"), flush=True)
                 for ref in refs:
                     ray.cancel(ref, force=force)
                 cancelled = stop.count
@@ -282,14 +282,17 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
                 key = refs.pop(ref)
                 result, error = None, None
                 try:
+                    running, tries = ray.get(board.state.remote())
+                except ray.exceptions.RayError:  # the board's node is gone: counts unknown
+                    running, tries = set(), {}
+                try:
                     result = ray.get(ref)
                 except ray.exceptions.TaskCancelledError:
-                    error = ("not started (interrupted)" if cancelled < 2 else
-                             "abandoned (interrupted twice): what it ran this time is lost")
+                    error = ("not started (interrupted)" if not tries.get(key) else
+                             "stopped (interrupted): what it ran this time is lost")
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None) or e
                     error = " ".join(str(cause).split())[:300] or type(cause).__name__
-                running, tries = ray.get(board.state.remote())
                 report(key, result, error, tries.get(key, 0),
                        len(running & set(refs.values())))
     return stop.signum
