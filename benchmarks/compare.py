@@ -417,7 +417,8 @@ def main(argv=None):
           + f", into {a.out}", flush=True)
     try:
         ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "compare",
-                                                a.refuse_mismatch, a.no_run, cluster)
+                                                a.refuse_mismatch, a.no_run, cluster,
+                                                a.heartbeat)
     except sweep.Refused as e:
         die(str(e))
     done = sum(s is not None for s in ended.values())

@@ -231,6 +231,18 @@ def on_board(board, key, fn, *args):
 
 
 # ------------------------------------------------------------------------ on the driver
+def board_state(board):
+    """(keys running, tries per key) from the board; empty if its node is gone."""
+    try:
+        return ray.get(board.state.remote())
+    except ray.exceptions.RayError:
+        return set(), {}
+
+
+def running_on(board) -> set:
+    return board_state(board)[0]
+
+
 class Interrupts:
     """Counts SIGINT and SIGTERM while the driver waits (the first: stop gently; the second: at
     once)."""
@@ -252,11 +264,11 @@ class Interrupts:
             signal.signal(s, h)
 
 
-def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
+def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str, quiet=None):
     """Run fn(*args) for every (key, args) in jobs as Ray tasks (fn: a function of this module,
     or 'path.py:name' of the repository). Calls report(key, result, error, tries, running) as
-    each ends (error: None, or why it failed), and returns the signal that interrupted the
-    driver, or None."""
+    each ends (error: None, or why it failed), and quiet(count of running runs) while none ends
+    (a line to print, or None); returns the signal that interrupted the driver, or None."""
     if not jobs:
         return None
     # The workers cannot import this module by name (benchmarks/ is no package): send it by value.
@@ -278,13 +290,14 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str):
                     ray.cancel(ref, force=force)
                 cancelled = stop.count
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.25)
+            still = None if ready or quiet is None else quiet(
+                lambda: len(running_on(board) & set(refs.values())))
+            if still:
+                print(still, flush=True)
             for ref in ready:
                 key = refs.pop(ref)
                 result, error = None, None
-                try:
-                    running, tries = ray.get(board.state.remote())
-                except ray.exceptions.RayError:  # the board's node is gone: counts unknown
-                    running, tries = set(), {}
+                running, tries = board_state(board)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.TaskCancelledError:

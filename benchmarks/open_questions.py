@@ -223,7 +223,8 @@ def main(argv=None):
           + f", into {a.out}", flush=True)
     try:
         ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "questions",
-                                                a.refuse_mismatch, a.no_run, cluster)
+                                                a.refuse_mismatch, a.no_run, cluster,
+                                                a.heartbeat)
     except sweep.Refused as e:
         die(str(e))
     missing = [key for key, s in ended.items() if s is None]

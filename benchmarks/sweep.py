@@ -174,6 +174,8 @@ def add_where_arguments(p, jobs: int, what: str = "runs") -> None:
     g.add_argument("--gpus-per-run", type=common.number(float, 0, 1000), default=0.0,
                    help="GPUs each task holds, fractions allowed: 0.125 packs eight runs on "
                         "one GPU; needed for --device cuda")
+    p.add_argument("--heartbeat", type=common.number(float, 0, lo_ok=False), default=10.0,
+                   help="minutes: while no run ends, say the counts again this often")
     g.add_argument("--retries", type=common.number(int, 0, 100), default=2,
                    help="times a run is tried again when its worker, node or training process "
                         "dies; after that it is reported failed")
@@ -300,12 +302,21 @@ def next_step(folder: str, want: dict):
 
 class Progress:
     """A line per run that ends: how many are done, failed and running, and an ETA: the runs
-    left times the mean time of those that ran, over the most that ran at once."""
+    left times the mean time of those that ran, over the most that ran at once. While no run
+    ends (runs can take an hour), the same counts again every `every` seconds."""
 
-    def __init__(self, tag: str, total: int, todo: int):
-        self.tag, self.total, self.todo = tag, total, todo
+    def __init__(self, tag: str, total: int, todo: int, every: float = 600.0):
+        self.tag, self.total, self.todo, self.every = tag, total, todo, every
         self.done = self.failed = self.ran = self.slots = 0
-        self.seconds = 0.0
+        self.seconds, self.last = 0.0, time.time()
+
+    def counts(self, running: int) -> str:
+        left = self.todo - self.ran
+        eta = "" if not left or not self.ran else \
+            f", ETA {common.fmt_time(left * self.seconds / self.ran / self.slots)}"
+        failed = f", {self.failed} failed" if self.failed else ""
+        self.last = time.time()
+        return f"[{self.tag}] {self.done}/{self.total} done{failed}, {running} running{eta}"
 
     def line(self, key: str, what: str, ok: bool, running: int, seconds=None) -> str:
         """The line for a run that ended (ok: it left a finished or diverged run; seconds: how
@@ -316,12 +327,14 @@ class Progress:
             self.ran += 1
             self.seconds += seconds
             self.failed += not ok and "interrupted" not in what
-        left = self.todo - self.ran
-        eta = "" if not left or not self.ran else \
-            f", ETA {common.fmt_time(left * self.seconds / self.ran / self.slots)}"
-        failed = f", {self.failed} failed" if self.failed else ""
-        return f"[{self.tag}] {self.done}/{self.total} done{failed}, {running} running{eta} | " \
-               f"{key}: {what}"
+        return f"{self.counts(running)} | {key}: {what}"
+
+    def quiet(self, running):
+        """The counts again if no line came for `every` seconds, else None; running: a function
+        that counts the running runs, asked only then."""
+        if time.time() - self.last < self.every:
+            return None
+        return f"{self.counts(running())} | still running"
 
 
 def said(failures: dict, most: int = 8) -> str:
@@ -347,12 +360,14 @@ def identities(runs) -> dict:
     return wants
 
 
-def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ray=None):
+def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ray=None,
+            heartbeat=10.0):
     """Run what is not done yet (resuming what was interrupted), `jobs` at a time here, or on
     the Ray cluster that on_ray.connect joined when ray holds (cpus, gpus, retries) per run.
     Returns (ended, signum, failed): ended maps each key to the summary of its matching run that
-    ended, or None; failed maps the runs that ran and did not end to why. Prints a line per run,
-    one per mismatched run, and one for files that are not runs."""
+    ended, or None; failed maps the runs that ran and did not end to why. Prints a line per run
+    (and the counts every `heartbeat` minutes while none ends), one per mismatched run, and one
+    for files that are not runs."""
     mismatched, foreign = [], 0
     for key, *_ in runs:
         found = find(os.path.join(out, "runs", key), wants[key])
@@ -374,7 +389,8 @@ def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ra
     signum, failed = None, {}
     if not no_run:
         progress = Progress(tag, len(runs), sum(
-            find(os.path.join(out, "runs", k), wants[k]).done is None for k, *_ in runs))
+            find(os.path.join(out, "runs", k), wants[k]).done is None for k, *_ in runs),
+            every=60 * heartbeat)
         go = on_cluster if ray else on_this_machine
         signum = go(runs, wants, out, jobs if not ray else ray, tag, progress, failed)
     ended = {key: finished_summary(os.path.join(out, "runs", key), wants[key])
@@ -387,16 +403,22 @@ def on_this_machine(runs, wants, out, jobs, tag, progress, failed):
     # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     with Runner(env) as runner, ThreadPoolExecutor(jobs) as pool:
         todo = [pool.submit(timed, runner.run, r, out, wants[r[0]]) for r in runs]
-        for fut in as_completed(todo):
-            seconds, (key, what) = fut.result()
-            ok = find(os.path.join(out, "runs", key), wants[key]).done is not None
-            if not ok and "exit" in what and "interrupted" not in what:
-                failed[key] = what
-            print(progress.line(key, what, ok, len(runner.children),
-                                seconds if "exit" in what else None), flush=True)
+        pending = set(todo)
+        while pending:
+            ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in sorted(ended, key=todo.index):  # in the plan's order
+                seconds, (key, what) = fut.result()
+                ok = find(os.path.join(out, "runs", key), wants[key]).done is not None
+                if not ok and "exit" in what and "interrupted" not in what:
+                    failed[key] = what
+                print(progress.line(key, what, ok, len(runner.children),
+                                    seconds if "exit" in what else None), flush=True)
+            still = None if ended else progress.quiet(lambda: len(runner.children))
+            if still:
+                print(still, flush=True)
     return runner.signum
 
 
@@ -450,4 +472,5 @@ def on_cluster(runs, wants, out, resources, tag, progress, failed):
         seconds = result["seconds"] if result else None if "interrupted" in what else 0.0
         print(progress.line(key, what, ok, running, seconds), flush=True)
 
-    return on_ray.run_all(on_ray.run_script, jobs, cpus, gpus, retries, report, tag)
+    return on_ray.run_all(on_ray.run_script, jobs, cpus, gpus, retries, report, tag,
+                          progress.quiet)

@@ -415,7 +415,7 @@ def main(argv=None) -> int:
           + ("on Ray" if cluster else f"{a.jobs} at a time") + f", into {a.out}; true W1: "
           + ", ".join(f"{f} funnels {pairs[f]['true_w1']:.3f}" for f in a.funnels), flush=True)
     t0, rows, failed = time.time(), [], {}
-    progress = sweep.Progress("w1", len(jobs), len(jobs))
+    progress = sweep.Progress("w1", len(jobs), len(jobs), every=60 * a.heartbeat)
 
     def report(key, r, error, tries=1, running=0):
         if r is not None:
@@ -435,9 +435,9 @@ def main(argv=None) -> int:
         cpus, gpus, retries = cluster
         signum = importlib.import_module("on_ray").run_all(
             "benchmarks/w1_benchmark.py:train", [(k, (*v, max(1, int(cpus)))) for k, v in named],
-            cpus, gpus, retries, report, "w1")
+            cpus, gpus, retries, report, "w1", progress.quiet)
     else:
-        signum = local_pool(named, a.jobs, report)
+        signum = local_pool(named, a.jobs, report, progress.quiet)
     rows.sort(key=lambda r: [(n, f, s) for n, f, s in jobs].index(
         (r["config"], r["funnels"], r["seed"])))  # the order of the plan, wherever they ran
     if not rows:
@@ -453,20 +453,27 @@ def main(argv=None) -> int:
     return 128 + signum if signum else (1 if failed else 0)
 
 
-def local_pool(named, jobs: int, report):
-    """The trainings in `jobs` processes of this machine; returns the signal that stopped them,
-    or None."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def local_pool(named, jobs: int, report, quiet=None):
+    """The trainings in `jobs` processes of this machine (quiet: as on_ray.run_all's); returns
+    the signal that stopped them, or None."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     import multiprocessing
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(train, *args): key for key, args in named}
+        pending = set(futures)
         try:
-            for fut in as_completed(futures):
-                try:
-                    r, error = fut.result(), None
-                except Exception as e:  # noqa: BLE001 - reported, and the others go on
-                    r, error = None, f"{type(e).__name__}: {e}"
-                report(futures[fut], r, error, 1, sum(f.running() for f in futures))
+            while pending:
+                ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in sorted(ended, key=list(futures).index):  # in the plan's order
+                    try:
+                        r, error = fut.result(), None
+                    except Exception as e:  # noqa: BLE001 - reported, and the others go on
+                        r, error = None, f"{type(e).__name__}: {e}"
+                    report(futures[fut], r, error, 1, sum(f.running() for f in futures))
+                still = None if ended or quiet is None else quiet(
+                    lambda: sum(f.running() for f in futures))
+                if still:
+                    print(still, flush=True)
         except KeyboardInterrupt:
             for fut in futures:
                 fut.cancel()

@@ -90,9 +90,10 @@ def test_a_grid_on_two_nodes_is_the_local_pools_and_a_rerun_runs_nothing(cluster
     local, remote = str(tmp_path / "local"), str(tmp_path / "ray")
     argv = TINY[:TINY.index("--extra")] + ["--mixture-seeds", "0", "1", "--out"]
     extra = TINY[TINY.index("--extra"):]
-    code, said, err = run(cluster, "compare.py", argv + [remote] + extra)
+    code, said, err = run(cluster, "compare.py", argv + [remote, "--heartbeat", "0.02"] + extra)
     assert code == 0, said + err
     assert "Traceback" not in err
+    assert re.search(r"0/2 done, [12] running \| still running", said), said  # every 1.2 s
     assert len(set(re.findall(r"exit 0 in [\d.]+ s on node (\w+)", said))) == 2, said  # 2 nodes
     assert compare.main(argv + [local, "--jobs", "2"] + extra) == 0
     ours, theirs = summaries(remote), summaries(local)

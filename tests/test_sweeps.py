@@ -327,9 +327,11 @@ def test_without_ray_installed_the_local_pool_runs_and_ray_says_how_to_get_it(
                     "pip install -r requirements-ray.txt")
     assert compare.main(ONE + ["--out", out, "--ray", "auto", "--no-run"]) == 0  # runs nothing
     assert "1 of 1 runs are not done" in capsys.readouterr().out
-    assert compare.main(ONE + ["--out", out, "--extra", "--dim", "8", "--batch", "16"]) == 0
-    assert "1/1 done, 0 running | c-transform-swissroll-s0: ran: exit 0" in \
-        capsys.readouterr().out
+    assert compare.main(ONE + ["--out", out, "--heartbeat", "0.01", "--extra", "--dim", "8",
+                               "--batch", "16"]) == 0
+    said = capsys.readouterr().out
+    assert "1/1 done, 0 running | c-transform-swissroll-s0: ran: exit 0" in said
+    assert "0/1 done, 1 running | still running" in said  # every 0.6 s while the run runs
 
 
 def test_progress_counts_and_its_eta_from_the_runs_that_ran():
@@ -344,3 +346,11 @@ def test_progress_counts_and_its_eta_from_the_runs_that_ran():
     assert said.startswith("[t] 2/5 done, 1 failed, 0 running, ETA")  # not counted a failure
     assert p.line("e", "not started (interrupted)", False, 0).startswith(
         "[t] 2/5 done, 1 failed, 0 running, ETA")
+
+
+def test_while_no_run_ends_the_counts_come_again_every_heartbeat():
+    def never():
+        raise AssertionError("counted running runs when no line was due")
+    assert sweep.Progress("t", 3, 3, every=3600).quiet(never) is None
+    p = sweep.Progress("t", 3, 3, every=0)
+    assert p.quiet(lambda: 2) == "[t] 0/3 done, 2 running | still running"

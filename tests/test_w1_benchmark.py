@@ -96,7 +96,10 @@ def test_every_constraint_is_a_script_function():
 def test_a_tiny_run_writes_the_table_and_the_figure(tmp_path, capsys):
     out = str(tmp_path / "w1")
     assert wb.main(["--only", "gp-onesided", "wgan-sn", "--funnels", "4", "--seeds", "0",
-                    "--iters", "5", "--jobs", "1", "--out", out]) == 0
+                    "--iters", "5", "--jobs", "1", "--out", out, "--heartbeat", "0.005"]) == 0
+    said = capsys.readouterr().out
+    assert "0/2 done, " in said and "running | still running" in said, said  # every 0.3 s
+    assert "2/2 done, 0 running | wgan-sn-4-s0: cos" in said
     md = open(os.path.join(out, "results.md")).read()
     assert "| gp-onesided-l10 | 1 × 5 |" in md and "wgan-lp: 0.82, 0.17, 1.08" in md
     assert "| wgan-sn | 1 × 5 |" in md and "sn-gan: 0.21" in md
