@@ -403,22 +403,13 @@ def main(argv=None):
             if not ours(os.path.join(a.out, f)):
                 raise ValueError(f"--out {a.out} holds a {f} that compare.py did not write: "
                                  f"choose another --out")
-        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+        wants, lock, cluster = sweep.prepare(runs, a, "compare")
     except ValueError as e:
-        die(str(e))
-    try:
-        cluster = None if a.no_run else sweep.join_cluster(a, "compare")
-    except ValueError as e:
-        lock.close()
         die(str(e))
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.time()
-    print(f"[compare] {len(runs)} runs, " + ("on Ray" if cluster else f"{a.jobs} at a time")
-          + f", into {a.out}", flush=True)
     try:
-        ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "compare",
-                                                a.refuse_mismatch, a.no_run, cluster,
-                                                a.heartbeat)
+        ended, signum, failures = sweep.execute(runs, wants, a, "compare", cluster)
     except sweep.Refused as e:
         die(str(e))
     done = sum(s is not None for s in ended.values())

@@ -65,7 +65,7 @@ def connect(address: str, out: str) -> str:
                              f"one, `ray status` on a node names its address") from None
     try:
         ray.init(address=address, runtime_env={"working_dir": ROOT, "excludes": excludes},
-                 log_to_driver=False, logging_level="WARNING", configure_logging=True)
+                 log_to_driver=False, logging_level="WARNING")
     except Exception as e:  # noqa: BLE001 - Ray says why in many exception types
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"--ray {address}: no Ray cluster to join ({why})") from None

@@ -208,23 +208,14 @@ def main(argv=None):
     runs = plan(a)
     die = common.ArgumentParser(prog="open_questions.py").error
     try:
-        wants, lock = sweep.prepare(runs, a.out, a.device, a.no_run, here=not a.ray)
+        wants, lock, cluster = sweep.prepare(runs, a, "questions")
     except ValueError as e:
-        die(str(e))
-    try:
-        cluster = None if a.no_run else sweep.join_cluster(a, "questions")
-    except ValueError as e:
-        lock.close()
         die(str(e))
     command = "python benchmarks/open_questions.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     t = time.time()
-    print(f"[questions] {len(runs)} runs, " + ("on Ray" if cluster else f"{a.jobs} at a time")
-          + f", into {a.out}", flush=True)
     try:
-        ended, signum, failures = sweep.execute(runs, wants, a.out, a.jobs, "questions",
-                                                a.refuse_mismatch, a.no_run, cluster,
-                                                a.heartbeat)
+        ended, signum, failures = sweep.execute(runs, wants, a, "questions", cluster)
     except sweep.Refused as e:
         die(str(e))
     missing = [key for key, s in ended.items() if s is None]

@@ -115,18 +115,24 @@ def finished_summary(folder: str, want: dict):
     return find(folder, want).done
 
 
-def prepare(runs, out: str, device: str, no_run: bool, here: bool = True):
+def prepare(runs, a, tag: str):
     """Everything a sweep checks before it runs anything: the identity of every planned run
-    (flags a script refuses are an error), the device (if the runs will run here), that --out
+    (flags a script refuses are an error), the device (if the runs will run here), that a.out
     can be written; then it holds <out>/.sweep.lock, since two sweeps into one folder would run
-    the same runs twice. Returns (identities, the held lock file) or raises ValueError."""
+    the same runs twice, and with --ray joins the cluster (join_cluster). Returns (identities,
+    the held lock file, the cluster's resources or None) or raises ValueError."""
     wants = identities(runs)
-    if here and not no_run:
-        check_device(device)
-    common.writable_folder(out)
-    common.writable_folder(os.path.join(out, "runs"))
-    return wants, common.hold_lock(os.path.join(out, ".sweep.lock"),
-                                   f"another sweep is writing into {out} right now")
+    if not a.ray and not a.no_run:
+        check_device(a.device)
+    common.writable_folder(a.out)
+    common.writable_folder(os.path.join(a.out, "runs"))
+    lock = common.hold_lock(os.path.join(a.out, ".sweep.lock"),
+                            f"another sweep is writing into {a.out} right now")
+    try:
+        return wants, lock, None if a.no_run else join_cluster(a, tag)
+    except ValueError:
+        lock.close()
+        raise
 
 
 def check_extra(extra: list, own_flags) -> None:
@@ -360,14 +366,16 @@ def identities(runs) -> dict:
     return wants
 
 
-def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ray=None,
-            heartbeat=10.0):
-    """Run what is not done yet (resuming what was interrupted), `jobs` at a time here, or on
-    the Ray cluster that on_ray.connect joined when ray holds (cpus, gpus, retries) per run.
-    Returns (ended, signum, failed): ended maps each key to the summary of its matching run that
-    ended, or None; failed maps the runs that ran and did not end to why. Prints a line per run
-    (and the counts every `heartbeat` minutes while none ends), one per mismatched run, and one
-    for files that are not runs."""
+def execute(runs, wants, a, tag, cluster=None):
+    """Run what is not done yet (resuming what was interrupted) into a.out: a.jobs at a time
+    here, or on the Ray cluster that join_cluster joined when cluster holds (cpus, gpus,
+    retries) per run. Returns (ended, signum, failed): ended maps each key to the summary of its
+    matching run that ended, or None; failed maps the runs that ran and did not end to why.
+    Prints a line per run (and the counts every a.heartbeat minutes while none ends), one per
+    mismatched run, and one for files that are not runs."""
+    out, refuse_mismatch = a.out, a.refuse_mismatch
+    print(f"[{tag}] {len(runs)} runs, " + ("on Ray" if cluster else f"{a.jobs} at a time")
+          + f", into {out}", flush=True)
     mismatched, foreign = [], 0
     for key, *_ in runs:
         found = find(os.path.join(out, "runs", key), wants[key])
@@ -387,12 +395,12 @@ def execute(runs, wants, out, jobs, tag, refuse_mismatch=False, no_run=False, ra
         print(f"[{tag}] {foreign} file(s) under {os.path.join(out, 'runs')} are no run's "
               f"config or summary: ignored", flush=True)
     signum, failed = None, {}
-    if not no_run:
+    if not a.no_run:
         progress = Progress(tag, len(runs), sum(
             find(os.path.join(out, "runs", k), wants[k]).done is None for k, *_ in runs),
-            every=60 * heartbeat)
-        go = on_cluster if ray else on_this_machine
-        signum = go(runs, wants, out, jobs if not ray else ray, tag, progress, failed)
+            every=60 * a.heartbeat)
+        go = on_cluster if cluster else on_this_machine
+        signum = go(runs, wants, out, cluster or a.jobs, tag, progress, failed)
     ended = {key: finished_summary(os.path.join(out, "runs", key), wants[key])
              for key, *_ in runs}
     return ended, signum, {k: why for k, why in failed.items() if ended[k] is None}

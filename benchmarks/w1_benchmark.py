@@ -417,7 +417,7 @@ def main(argv=None) -> int:
     t0, rows, failed = time.time(), [], {}
     progress = sweep.Progress("w1", len(jobs), len(jobs), every=60 * a.heartbeat)
 
-    def report(key, r, error, tries=1, running=0):
+    def report(key, r, error, tries, running):
         if r is not None:
             rows.append(r)
             what = (f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "

@@ -84,9 +84,3 @@ def fast_figures(request, monkeypatch):
             fh.write(PLACEHOLDER_PNG)
     monkeypatch.setattr(Figure, "savefig", savefig)
 
-
-def pytest_collection_modifyitems(config, items):
-    """The tests of a pytest-xdist group (the Ray cluster's, ~1.5 min in one worker, one after
-    the other) go first, so that the other workers' tests fill the time beside them instead of
-    the group running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable

@@ -49,7 +49,7 @@ def cluster():
         yield c
 
 
-def driver(cluster, program, argv, **kw):
+def driver(cluster, program, argv):
     """The argv of a sweep run as a driver of the cluster, inside its namespace."""
     return cluster.command([sys.executable, os.path.join(ROOT, "benchmarks", program),
                             "--ray", cluster.address, *argv])
