@@ -1,9 +1,9 @@
 """What every method script shares: toy data, the digits, exact-W1 evaluation and figures.
 
-Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS:
-wgan_gp.py, slogan.py, dragan.py, wgan_clip.py, wgan_ct.py, wgan_sn.py, wgan_div.py) holds its
-own models, penalty or constraint and training loop, and imports only this module, so that
-reading one script shows one whole method.
+Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS, found
+by method_scripts: every top-level script that declares CONFIGS) holds its own models, penalty or
+constraint and training loop, and imports only this module, so that reading one script shows one
+whole method; what every script does around its loop the same way (Run) is here.
 
 Data (as igul222/improved_wgan_training, gan_toy.py, the WGAN-GP paper's toy code, defines it):
     8gaussians   2·{(±1, 0), (0, ±1), (±1/√2, ±1/√2)} + 0.02·N(0, I), then divided by 1.414
@@ -25,6 +25,7 @@ curves from a run's metrics table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import inspect
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import sys
 import time
@@ -44,8 +46,24 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-# The method scripts, one per constraint (the benchmarks and the tests run them all).
-SCRIPTS = ("wgan_gp", "slogan", "dragan", "wgan_clip", "wgan_ct", "wgan_sn", "wgan_div")
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def method_scripts(folder: str = ROOT) -> tuple:
+    """The method scripts: the .py files of the folder (the repository's top level) that declare
+    CONFIGS, the configurations of their method that the sweeps run, by name. The sweeps, the
+    W1 benchmark, the report and the shared tests find the methods here: a new method is a new
+    such file, and nothing else lists it."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                if re.search(r"^CONFIGS\s*=", fh.read(), re.M):
+                    found.append(name[:-3])
+    return tuple(found)
+
+
+SCRIPTS = method_scripts()  # one per constraint (the benchmarks and the tests run them all)
 TOYS = ("8gaussians", "25gaussians", "swissroll")  # 2-D point clouds
 DATASETS = TOYS + ("digits",)  # digits: 8×8 images, tensors of shape (N, 1, 8, 8)
 
@@ -1019,6 +1037,105 @@ class StopSignal:
             signal.signal(s, handler)
 
 
+class Run:
+    """A method script's run around its training loop, done the same way for every script: the
+    run folder and its lock, config.json, the signals, and how the run ends (status, message,
+    curves, summary.json, exit code). Every script's main reads
+
+        run = common.Run(parser, SCRIPT, args, ckpt, device, method_name(args), use_graph, argv)
+        start = restore(...) if ckpt else 0
+        with run.training(start) as logged:   # logged: the iterations metrics.csv holds
+            ...evaluate at start (unless logged), then train while not run.stopped, and set
+            run.last to every evaluation's metrics row
+        return run.end(estimate_label(args))
+
+    Inside `training`, Diverged, CaptureFailed and running out of memory end the run with their
+    status and a one-line reason, the last good checkpoint and figures kept; the first SIGINT or
+    SIGTERM sets run.stopped, so that the loop evaluates, saves and leaves (a second Ctrl-C stops
+    at once). Anything else is a bug and propagates as a traceback.
+    """
+
+    EXIT = {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1}
+
+    def __init__(self, parser, script: str, args, ckpt, device, method: str, cuda_graph: bool,
+                 argv):
+        try:
+            self.dir, self.lock = open_run_dir(args.out, f"{script}-{args.data}-s{args.seed}",
+                                               os.path.dirname(ckpt["path"]) if ckpt else None)
+        except ValueError as e:
+            parser.error(str(e))
+        self.script, self.args, self.method = script, args, method
+        self.start = ckpt["iteration"] if ckpt else 0
+        self.last, self.status, self.why, self.stop, self.t0 = None, "finished", "", None, \
+            time.time()
+        write_json(self.path(f"config-resume{self.start}.json" if ckpt else "config.json"),
+                   {"script": script, "args": vars(args), "method": method,
+                    "argv": sys.argv if argv is None else argv, "cuda_graph": cuda_graph,
+                    "versions": versions(device)})
+        say(f"[{script}] {method} · {args.data} · {args.iters} iterations on {device}"
+            f"{' (CUDA graph)' if cuda_graph else ''}\n[{script}] run folder: {self.dir}")
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    @property
+    def stopped(self) -> bool:
+        """A SIGINT or SIGTERM came: evaluate, save and leave the loop."""
+        return bool(self.stop and self.stop.signum)
+
+    @contextlib.contextmanager
+    def training(self, start: int):
+        """The training loop's frame: yields the iterations metrics.csv holds (rows past `start`,
+        left by a crash between a row and its checkpoint, are dropped first), and turns the
+        ways a run can stop into its status."""
+        self.start = start
+        logged = trim_metrics(self.path("metrics.csv"), start)
+        if start in logged:  # the run's last good row so far, should it end before the next
+            self.last = next(r for r in read_metrics(self.path("metrics.csv"))
+                             if r["iter"] == start)
+            self.last["iter"] = start
+        self.stop = StopSignal()
+        try:
+            yield logged
+            self.status = "interrupted" if self.stop.signum else "finished"
+        except Diverged as e:
+            self.status, self.why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
+        except CaptureFailed as e:  # not safe to go on in this process: stop, say how to resume
+            self.status, self.why = "capture_failed", (
+                f"{e}; continue without the graph: --resume {self.path('checkpoint.pt')} "
+                f"--no-cuda-graph")
+        except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
+            if not isinstance(e, MemoryError) and "memory" not in str(e):
+                raise
+            self.status, self.why = "out_of_memory", "out of memory (try a smaller --batch or " \
+                "--dim): " + str(e).strip().splitlines()[0]
+        finally:
+            self.stop.restore()
+
+    def end(self, estimate_label: str) -> int:
+        """Draw the curves (unless the run failed), write summary.json, say how the run ended,
+        release the folder; returns the exit code: 0 finished, 1 failed, 128 + the signal."""
+        good = self.last["iter"] if self.last else self.start
+        a, s = self.args, self.script
+        if self.why:
+            say(f"[{s}] stopped after iteration {good}: {self.why}. The last good checkpoint and "
+                f"figures (iteration {good}) are kept in {self.dir}", err=True)
+        else:
+            plot_curves(self.path("metrics.csv"), self.path("curves.png"), title=self.method,
+                        estimate_label=estimate_label)
+        if self.status == "interrupted":
+            say(f"[{s}] interrupted at iteration {good}: checkpoint and figures written; "
+                f"continue with --resume {self.path('checkpoint.pt')}")
+        seconds = time.time() - self.t0
+        write_json(self.path("summary.json"), {
+            "status": self.status, "iteration": good, "wall_time_s": seconds,
+            "run_dir": self.dir, "method": self.method, "data": a.data, "why": self.why or None,
+            "final": self.last})
+        say(f"[{s}] {self.status} in {fmt_time(seconds)} · run folder: {self.dir}")
+        self.lock.close()
+        return self.EXIT.get(self.status, 128 + ((self.stop and self.stop.signum) or 2))
+
+
 class CaptureFailed(Exception):
     """Capturing the training step into a CUDA graph failed. The run stops: a failed capture can
     leave the capture stream current and the CUDA generator and allocator in states PyTorch
@@ -1067,11 +1184,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with the defaults in --help, and errors as one line with exit code 2. `check`,
     if given, sees every parsed namespace and returns what is wrong with it (flags that are fine
     one by one but not together), or None: whoever parses a script's flags (the script, a sweep,
-    a benchmark) gets the same verdict."""
+    a benchmark) gets the same verdict. `resolve`, if given, fills the defaults that depend on
+    other flags (parse_or_resume calls it, after the data's defaults)."""
 
-    def __init__(self, check=None, **kw):
+    def __init__(self, check=None, resolve=None, **kw):
         super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
-        self.check = check
+        self.check, self.resolve = check, resolve
 
     def parse_known_args(self, args=None, namespace=None):
         ns, rest = super().parse_known_args(args, namespace)
@@ -1184,8 +1302,8 @@ def given_options(parser, argv) -> set:
 
 
 def parse_or_resume(parser, argv, script: str, resumable: set):
-    """Parse the command line, filling DATA_DEFAULTS for its --data; with --resume, load the
-    checkpoint and continue with the arguments it was made with, of which the command line may
+    """Parse the command line, filling DATA_DEFAULTS for its --data and then the parser's
+    resolve (defaults that depend on other flags); with --resume, load the checkpoint and continue with the arguments it was made with, of which the command line may
     change only `resumable`. Returns (args, checkpoint or None); a bad command line is a
     one-line error and exit 2."""
     args = parser.parse_args(argv)
@@ -1194,6 +1312,8 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
         for k, v in DATA_DEFAULTS.get(args.data, {}).items():
             if k not in given:
                 setattr(args, k, v)
+        if parser.resolve is not None:
+            parser.resolve(args)
         return args, None
     try:
         ckpt = load_checkpoint(args.resume, script, set(vars(args)))

@@ -152,6 +152,28 @@ def estimate_label(args) -> str:
     return "critic: E f(real) − E f(fake)"
 
 
+# -------------------------------------------------------------------- what the programs run
+# This method's configurations in the project's programs, as flags of this script (the keys of
+# each entry are explained in wgan_gp.py, the template).
+CONFIGS = {
+    "dragan-paper": {"flags": [], "runs": "toys digits",
+                     "summary": "DRAGAN, its paper's setting (GAN loss)"},
+    "dragan-wgan-l10": {"flags": ["--loss", "wgan", "--lambda", "10"],
+                        "runs": "toys digits fixed Q1 Q2 Q5 w1",
+                        "summary": "DRAGAN's penalty, WGAN loss"},
+    "dragan-wgan-normal-l10": {"flags": ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"],
+                               "runs": "toys Q1 w1"},
+    "prodgan-wgan-l10": {"flags": ["--loss", "wgan", "--perturb", "none", "--lambda", "10"],
+                         "runs": "toys digits fixed Q1 w1",
+                         "summary": "PRODGAN (penalty on the data), WGAN loss"},
+    "dragan-wgan-l10+lp10": {"flags": ["--loss", "wgan", "--lp-lambda", "10"], "runs": "Q2"},
+    "toward-fake0.1-wgan-l10": {"flags": ["--loss", "wgan", "--perturb", "toward-fake"],
+                                "runs": "Q5 w1"},
+    "interpolate-wgan-l10": {"flags": ["--loss", "wgan", "--perturb", "interpolate"],
+                             "runs": "w1"},
+}
+
+
 def method_name(args) -> str:
     name = {"paper": "DRAGAN", "normal": "DRAGAN (normal noise)", "none": "PRODGAN",
             "toward-fake": "penalty toward the fakes", "interpolate": "penalty on interpolates"}
@@ -161,17 +183,24 @@ def method_name(args) -> str:
 
 
 # --------------------------------------------------------------------------------------- models
-def mlp(d_in: int, dim: int, d_out: int) -> nn.Sequential:
-    """Three hidden ReLU layers, as gan_toy.py's G and critic (no batch norm: the penalty is per
-    sample, and batch norm would couple the samples of a batch)."""
-    return nn.Sequential(nn.Linear(d_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(),
-                         nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, d_out))
+def mlp(widths) -> nn.Sequential:
+    """Linear layers of these widths with ReLU between them; the toys' G and critic have three
+    hidden layers, as gan_toy.py's (no batch norm: the penalty is per sample, and batch norm
+    would couple the samples of a batch)."""
+    layers = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+    return nn.Sequential(*[m for lin in layers for m in (lin, nn.ReLU())][:-1])
+
+
+def critic_net(widths, args) -> nn.Module:
+    """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
+    benchmark's: [D, h, h, 1]): this method needs nothing of the architecture."""
+    return mlp(widths)
 
 
 class Critic(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net = mlp(2, dim, 1)
+        self.net = net
 
     def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
         return self.net(x).squeeze(-1)
@@ -213,7 +242,7 @@ def make_models(args):
     """(G, D): the MLPs on the toys, the convolutional pair on the digits."""
     if args.data == "digits":
         return conv_generator(args.dim), ConvCritic(args.dim)
-    return mlp(2, args.dim, 2), Critic(args.dim)
+    return mlp([2, *[args.dim] * 3, 2]), Critic(critic_net([2, *[args.dim] * 3, 1], args))
 
 
 def z_dim(args) -> int:
@@ -231,7 +260,7 @@ def check_args(a):
 
 def build_parser() -> common.ArgumentParser:
     p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0],
-                              check=check_args)
+                              check=check_args, resolve=resolve_defaults)
     m = p.add_argument_group("method")
     m.add_argument("--lambda", dest="lam", type=common.number(float, 0), default=10.0,
                    help="penalty weight λ (the DRAGAN paper's 10)")
@@ -309,6 +338,22 @@ def fake_batch(G, real, args, generator=None):
     return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
+def critic_step(D, opt_d, real, fake, args):
+    """One update of the critic on a batch, its constraint included: what train_step repeats
+    n_critic times and what benchmarks/w1_benchmark.py trains. Returns the loss, the penalty R
+    and the batch estimate E f(real) − E f(fake), as device tensors."""
+    out_real, out_fake = D(real), D(fake)
+    pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale, fake=fake)
+    loss_d = critic_loss(out_real, out_fake, args.loss) + args.lam * pen
+    if args.lp_lambda > 0:  # DRAGAN's penalty plus WGAN-LP's, each with its own λ
+        loss_d = loss_d + args.lp_lambda * dragan_penalty(D, real, "interpolate", True,
+                                                          fake=fake)
+    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+    loss_d.backward()
+    opt_d.step()
+    return loss_d, pen, out_real.mean() - out_fake.mean()
+
+
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     """One generator iteration: n_critic critic steps, then one generator step.
 
@@ -321,16 +366,7 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
         real = common.sample(args.data, args.batch, device)
         with torch.no_grad():
             fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
-        out_real, out_fake = D(real), D(fake)
-        f_real, f_fake = out_real.mean(), out_fake.mean()
-        pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale, fake=fake)
-        loss_d = critic_loss(out_real, out_fake, args.loss) + args.lam * pen
-        if args.lp_lambda > 0:  # DRAGAN's penalty plus WGAN-LP's, each with its own λ
-            loss_d = loss_d + args.lp_lambda * dragan_penalty(D, real, "interpolate", True,
-                                                              fake=fake)
-        opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
-        loss_d.backward()
-        opt_d.step()
+        loss_d, pen, estimate = critic_step(D, opt_d, real, fake, args)
     if args.fixed_generator:
         loss_g = torch.zeros((), device=device)
     else:
@@ -339,7 +375,7 @@ def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
         opt_g.step()
-    return torch.stack([loss_d, pen, f_real - f_fake, loss_g]).detach()
+    return torch.stack([loss_d, pen, estimate, loss_g]).detach()
 
 
 STEP_COLUMNS = ("loss_d", "penalty", "estimate_batch", "loss_g")
@@ -423,7 +459,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     return row
 
 
-# ------------------------------------------------------------------------------------ run files
+# ------------------------------------------------------ run files (the same in every method script)
 def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
     """Load a checkpoint's weights, optimiser and random states onto this run's device."""
     G.load_state_dict(ckpt["G"])
@@ -440,7 +476,6 @@ def parse(argv):
     common.robust_console()
     parser = build_parser()
     args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
-    resolve_defaults(args)
     try:
         device = common.pick_device(args.device)
     except ValueError as e:
@@ -452,78 +487,35 @@ def parse(argv):
     return args, ckpt, device
 
 
-# ------------------------------------------------------------------------------------ main loop
+# ------------------------------------------------------ main loop (the same in every method script)
 def main(argv=None) -> int:
     args, ckpt, device = parse(argv)
     use_graph = common.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
     torch.manual_seed(args.seed)
     G, D = (m.to(device) for m in make_models(args))
     opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
-    try:
-        run_dir, lock = common.open_run_dir(args.out, f"{SCRIPT}-{args.data}-s{args.seed}",
-                                           os.path.dirname(ckpt["path"]) if ckpt else None)
-    except ValueError as e:
-        build_parser().error(str(e))
+    run = common.Run(build_parser(), SCRIPT, args, ckpt, device, method_name(args), use_graph,
+                     argv)  # the run folder, its lock and config.json, or one line and exit 2
     start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
-    logged = common.trim_metrics(os.path.join(run_dir, "metrics.csv"), start)
-    config = f"config-resume{start}.json" if ckpt else "config.json"
-    common.write_json(os.path.join(run_dir, config),
-                      {"script": SCRIPT, "args": vars(args), "method": method_name(args),
-                       "argv": sys.argv if argv is None else argv, "cuda_graph": use_graph,
-                       "versions": common.versions(device),
-                       "critic_estimate_is": estimate_label(args)})
-    say(f"[{SCRIPT}] {method_name(args)} · {args.data} · {args.iters} iterations on {device}"
-        f"{' (CUDA graph)' if use_graph else ''}\n[{SCRIPT}] run folder: {run_dir}")
-
     step = functools.partial(train_step, G, D, opt_g, opt_d, args)
     run_step = common.CudaGraphStep(step) if use_graph else step
-    stop, acc, t0 = common.StopSignal(), torch.zeros(len(STEP_COLUMNS), device=device), time.time()
-    it, last, mark, status, why = start, None, (start, time.time()), "finished", ""
-    try:
-        if start not in logged:
-            last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device,
-                                common.step_stats(STEP_COLUMNS, acc, 0, time.time()), final=False)
+    acc, it, mark = torch.zeros(len(STEP_COLUMNS), device=device), start, (start, time.time())
+    with run.training(start) as logged:  # NaN, out of memory, a failed capture: the run's status
+        if start not in logged:  # a new run, or one stopped between its checkpoint and its row
+            run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device,
+                                    common.step_stats(STEP_COLUMNS, acc, 0, mark[1]),
+                                    final=it == args.iters)
             mark = (it, time.time())
-        while it < args.iters and not stop.signum:
+        while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
             acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
             it += 1
-            if it % args.eval_every == 0 or it == args.iters or stop.signum:
+            if it % args.eval_every == 0 or it == args.iters or run.stopped:
                 stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
-                last = log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats,
-                                    final=it == args.iters or bool(stop.signum))
+                run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device, stats,
+                                        final=it == args.iters or run.stopped)
                 acc.zero_()
                 mark = (it, time.time())
-        status = "interrupted" if stop.signum else "finished"
-    except common.Diverged as e:
-        status, why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
-    except common.CaptureFailed as e:  # not safe to go on in this process: stop, say how to resume
-        status, why = "capture_failed", f"{e}; continue without the graph: --resume " \
-            f"{os.path.join(run_dir, 'checkpoint.pt')} --no-cuda-graph"
-    except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
-        if not isinstance(e, MemoryError) and "memory" not in str(e):
-            raise
-        status, why = "out_of_memory", "out of memory (try a smaller --batch or --dim): " \
-            + str(e).strip().splitlines()[0]
-    finally:
-        stop.restore()
-    good = last["iter"] if last else start
-    if why:
-        say(f"[{SCRIPT}] stopped after iteration {good}: {why}. The last good checkpoint and "
-            f"figures (iteration {good}) are kept in {run_dir}", err=True)
-    else:
-        common.plot_curves(os.path.join(run_dir, "metrics.csv"),
-                           os.path.join(run_dir, "curves.png"), title=method_name(args),
-                           estimate_label=estimate_label(args))
-    if status == "interrupted":
-        say(f"[{SCRIPT}] interrupted at iteration {it}: checkpoint and figures written; "
-            f"continue with --resume {os.path.join(run_dir, 'checkpoint.pt')}")
-    common.write_json(os.path.join(run_dir, "summary.json"), {
-        "status": status, "iteration": good, "wall_time_s": time.time() - t0, "run_dir": run_dir,
-        "method": method_name(args), "data": args.data, "why": why or None, "final": last})
-    say(f"[{SCRIPT}] {status} in {common.fmt_time(time.time() - t0)} · run folder: {run_dir}")
-    lock.close()
-    return {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1}.get(
-        status, 128 + (stop.signum or 2))
+    return run.end(estimate_label(args))  # curves, summary.json and the exit code
 
 
 if __name__ == "__main__":

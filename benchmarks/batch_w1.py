@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import report  # noqa: E402
 
 
 def collapsed_sets(name: str, n: int, seed: int) -> dict:
@@ -68,8 +69,7 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     rows, t0 = [], time.time()
-    lines = ["| data | n | floor W1(real, real′) | mean ×n | OT-means | OT-means drawn | centres | "
-          "centres drawn | best collapsed / floor |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = report.batch_w1([])  # the header; a row as each is measured, by report.py's renderer
     print("\n".join(lines), flush=True)
     for name in a.data:
         for n in a.ns:
@@ -94,15 +94,7 @@ def main(argv=None):
             row["best_collapsed_over_floor"] = min(
                 row[f"{k}_mean"] for k in vals if k != "floor") / row["floor_mean"]
             rows.append(row)
-
-            def cell(k):
-                if k + "_mean" not in row:
-                    return "–"
-                return (f"{row[k + '_mean']:.4f} ± {row[k + '_sd']:.4f} "
-                        f"(nn {row[k + '_nn_ratio']:.2f})")
-            lines.append(f"| {name} | {n} | {cell('floor')} | {cell('mean')} | "
-                         f"{cell('ot-means')} | {cell('ot-means drawn')} | {cell('centres')} | "
-                         f"{cell('centres drawn')} | {row['best_collapsed_over_floor']:.2f} |")
+            lines.append(report.batch_w1(report.cells([row]))[-1])
             print(lines[-1], flush=True)
     lines.append(f"\nExact W1 to n real points, mean ± sd over {a.draws} draws, with the nn ratio "
                  f"(about 1: spread like the data; near 0: collapsed); "

@@ -25,9 +25,6 @@ checkpoint, and the tables of what finished are written. Then:
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib
-import json
 import os
 import statistics
 import sys
@@ -37,58 +34,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import report  # noqa: E402
 import sweep  # noqa: E402
 
-# (name, script, flags): every constraint at the λ its source uses, and the two-sided ones at the
-# smaller λ of gan_toy.py. The name is the folder key.
-GRID = [
-    ("slogan-l10", "slogan", ["--lambda", "10"]),
-    ("gp-onesided-l10", "wgan_gp", ["--one-sided", "--lambda", "10"]),
-    ("gp-twosided-l10", "wgan_gp", ["--lambda", "10"]),
-    ("gp-twosided-l0.1", "wgan_gp", ["--lambda", "0.1"]),
-    ("quotient-twosided-l0.1", "slogan", ["--two-sided", "--lambda", "0.1"]),
-    ("quotient-twosided-l1", "slogan", ["--two-sided", "--lambda", "1"]),
-    ("quotient-twosided-l10", "slogan", ["--two-sided", "--lambda", "10"]),
-    ("dragan-paper", "dragan", []),
-    ("dragan-wgan-l10", "dragan", ["--loss", "wgan", "--lambda", "10"]),
-    ("dragan-wgan-normal-l10", "dragan",
-     ["--loss", "wgan", "--perturb", "normal", "--lambda", "10"]),
-    ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none", "--lambda", "10"]),
-    ("wgan-clip", "wgan_clip", []),
-    ("c-transform", "wgan_ct", []),
-    ("wgan-sn", "wgan_sn", []),
-    ("wgan-div", "wgan_div", []),
-    ("slogan-allpairs-l10", "slogan", ["--pairs", "all", "--lambda", "10"]),
-]
-# On the digits, one configuration per constraint at its source's λ, plus SLOGAN's all-pairs
-# quotients (the 2017-05-29 Lernapparat post asks whether testing more pairs helps on real
-# problems); those run on the digits only (on the toys: benchmarks/open_questions.py, Q3).
-ON_DIGITS = ["slogan-l10", "slogan-allpairs-l10", "gp-onesided-l10", "gp-twosided-l10",
-             "quotient-twosided-l1", "dragan-paper", "dragan-wgan-l10", "prodgan-wgan-l10",
-             "wgan-clip", "c-transform", "wgan-sn", "wgan-div"]
-DIGITS_ONLY = {"slogan-allpairs-l10"}
-# One configuration per constraint for the fixed-generator study (the critic alone).
-FIXED = ["slogan-l10", "gp-onesided-l10", "gp-twosided-l10", "quotient-twosided-l1",
-         "dragan-wgan-l10", "prodgan-wgan-l10", "wgan-clip", "c-transform", "wgan-sn",
-         "wgan-div"]
-CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor, and
-NN_RATIO_MIN = 0.5  # its samples are not collapsed (nn_ratio, where logged), and on the mixtures
-# it captured every mode. A minibatch W1 alone has false minima: n collapsed points can be as close
-# to n real points as other real points are (benchmarks/batch_w1.py), so W1 / floor can be gamed.
+# The grid is what the method scripts declare (their CONFIGS, benchmarks/sweep.py's configs):
+# each configuration marked "toys" runs on the three toys, "digits" on the digits, "fixed" in the
+# fixed-generator study (the critic alone, on the swiss roll).
+PLACES = {"toys", "digits", "fixed"}
 
 
-def converged(s) -> bool:
-    f = s.get("final") or {}
-    if s.get("status") != "finished" or not f.get("w1_floor"):
-        return False
-    ok = f["w1"] <= CONVERGED * f["w1_floor"]
-    if f.get("nn_ratio") is not None:
-        ok = ok and f["nn_ratio"] >= NN_RATIO_MIN
-    if f.get("n_modes"):
-        ok = ok and f.get("modes") == f["n_modes"]
-    if f.get("n_classes"):  # digits: every class drawn (not a blur of them, not a few of them)
-        ok = ok and f.get("classes") == f["n_classes"]
-    return ok
+def grid() -> list:
+    """(name, script, spec) of every configuration this sweep runs somewhere."""
+    return [c for c in sweep.configs() if c[2]["runs"] & PLACES]
 
 
 def parse_args(argv=None):
@@ -126,7 +83,7 @@ def parse_args(argv=None):
                         "so it comes last (e.g. --extra --eval-every 1000)")
     sweep.add_where_arguments(p, jobs=1)
     a = p.parse_args(argv)
-    sweep.check_args(p, a, [g[0] for g in GRID])
+    sweep.check_args(p, a, [g[0] for g in grid()])
     sweep.check_where(p, a, argv)
     # a seed given twice would run twice into one folder
     for name in ("seeds", "mixture_seeds", "digits_seeds"):
@@ -138,18 +95,20 @@ def parse_args(argv=None):
 
 def plan(a):
     """The runs to make: (key, config name, script, flags, data, seed, fixed)."""
-    grid = [g for g in GRID if not a.only or any(s in g[0] for s in a.only)]
     runs = []
     seeds = {"swissroll": a.seeds, "digits": a.digits_seeds}
-    for name, script, flags in grid:
+    for name, script, spec in grid():
+        if a.only and not any(s in name for s in a.only):
+            continue
+        flags = spec["flags"]
         for data in a.data:
-            if (name not in ON_DIGITS) if data == "digits" else (name in DIGITS_ONLY):
+            if ("digits" if data == "digits" else "toys") not in spec["runs"]:
                 continue
             for seed in seeds.get(data, a.mixture_seeds):
                 runs.append((f"{name}-{data}-s{seed}", name, script,
                              flags + run_flags(a, script, flags, data)
                              + ["--data", data, "--seed", str(seed)], data, seed, False))
-        if not a.no_fixed and name in FIXED and "swissroll" in a.data:
+        if not a.no_fixed and "fixed" in spec["runs"] and "swissroll" in a.data:
             seed = a.seeds[0]
             runs.append((f"fixed-{name}-swissroll-s{seed}", name, script,
                          flags + run_flags(a, script, flags, "swissroll")
@@ -162,53 +121,11 @@ def run_flags(a, script, flags, data):
     """The flags every run of this sweep gets: device, length, width and --extra."""
     out = ["--device", a.device]
     if a.iters or a.iters_scale != 1.0:
-        iters = a.iters or max(1, round(a.iters_scale * default_iters(script, flags, data)))
+        iters = a.iters or max(1, round(a.iters_scale * sweep.default_iters(script, flags, data)))
         out += ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))]
     if a.dim:
         out += ["--dim", str(a.dim)]
     return out + a.extra
-
-
-def default_iters(script, flags, data="swissroll"):
-    """The generator iterations the script would run with these flags on this data (some
-    defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""
-    mod = importlib.import_module(script)
-    args, _ = common.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
-    if hasattr(mod, "resolve_defaults"):
-        mod.resolve_defaults(args)
-    return args.iters
-
-
-def ran_on(ended) -> str:
-    """Where the runs of the tables ran, as each run's config.json recorded it: an --device auto
-    run may have used a GPU, and cuda:1 is not cuda:0."""
-    seen = []
-    for s in ended:
-        try:
-            with open(os.path.join(s["folder"], "config.json")) as fh:
-                v = json.load(fh)["versions"]
-            where = f"{v['device_name']} ({v['device']}, torch {v['torch']}"
-            where += f", {v['cpu_threads']} CPU thread{'s' if v['cpu_threads'] != 1 else ''})" \
-                if v["device"] == "cpu" else ")"
-        except (TypeError, OSError, ValueError, KeyError):  # no run, or an older config
-            continue
-        if where not in seen:
-            seen.append(where)
-    return "; ".join(seen) if seen else "no run that ended"
-
-
-def median_of(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(v, spec=".3f"):
-    return "–" if v is None or v != v else format(v, spec)
-
-
-def ratio(a, b):
-    """a / b, or None where either is missing (a run that diverged logs null) or b is 0."""
-    return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
 
 
 def summarise(runs, ended):
@@ -225,7 +142,7 @@ def summarise(runs, ended):
             fixed.append({"config": name, "data": data, "seed": seed, "status": s["status"],
                           "critic_estimate": f.get("critic_estimate"), "w1": f.get("w1"),
                           "w1_floor": f.get("w1_floor"),
-                          "estimate_over_w1": ratio(f.get("critic_estimate"), f.get("w1")),
+                          "estimate_over_w1": sweep.ratio(f.get("critic_estimate"), f.get("w1")),
                           "lipschitz_bound": f.get("lipschitz_bound"),
                           "grad_norm_mean": f.get("grad_norm_mean")})
             continue
@@ -234,7 +151,7 @@ def summarise(runs, ended):
         ss = [s for s in ss if s.get("final")]  # a run that diverged before its first row
         if not ss:
             continue
-        ratios = [(ratio(s["final"].get("w1"), s["final"].get("w1_floor")) or float("inf"))
+        ratios = [(sweep.ratio(s["final"].get("w1"), s["final"].get("w1_floor")) or float("inf"))
                   if s["status"] == "finished" else float("inf") for s in ss]
         done = [s["final"] for s in ss if s["status"] == "finished"]
         modes = [f.get("modes", f.get("classes")) for f in done]  # digits: classes covered
@@ -243,20 +160,20 @@ def summarise(runs, ended):
             "config": name, "data": data, "runs": len(ss),
             "w1_over_floor_median": statistics.median(ratios),
             "w1_over_floor_min": min(ratios), "w1_over_floor_max": max(ratios),
-            "converged": sum(map(converged, ss)) / len(ss),
-            "nn_ratio_median": median_of([s["final"].get("nn_ratio") for s in ss
-                                          if s["status"] == "finished"]),
+            "converged": sum(map(sweep.converged, ss)) / len(ss),
+            "nn_ratio_median": sweep.median_of([s["final"].get("nn_ratio") for s in ss
+                                                if s["status"] == "finished"]),
             "diverged": sum(s["status"] == "diverged" for s in ss),
             "modes_median": statistics.median(modes) if modes and modes[0] is not None else None,
             "n_modes": (ss[0]["final"].get("n_modes", ss[0]["final"].get("n_classes"))
                         if ss[0]["final"] else None),
-            "w1_median": median_of([f.get("w1") for f in done]),
-            "w1_floor_median": median_of([f.get("w1_floor") for f in done]),
-            "w1_mean_digit": median_of([f.get("w1_mean_digit") for f in done]),
-            "w1_ot_means": median_of([f.get("w1_ot_means") for f in done]),
+            "w1_median": sweep.median_of([f.get("w1") for f in done]),
+            "w1_floor_median": sweep.median_of([f.get("w1_floor") for f in done]),
+            "w1_mean_digit": sweep.median_of([f.get("w1_mean_digit") for f in done]),
+            "w1_ot_means": sweep.median_of([f.get("w1_ot_means") for f in done]),
             "high_quality_median": statistics.median(hq) if hq and hq[0] is not None else None,
             "wall_s_median": statistics.median(s["wall_time_s"] for s in ss)})
-    order = {g[0]: i for i, g in enumerate(GRID)}
+    order = {g[0]: i for i, g in enumerate(grid())}
     table.sort(key=lambda r: (common.DATASETS.index(r["data"]), order[r["config"]]))
     fixed.sort(key=lambda r: order[r["config"]])
     return table, fixed
@@ -287,74 +204,28 @@ def digits_scale(table):
 
 
 def write_tables(table, fixed, out, command, note=""):
-    def write_csv(path, rows):
-        if rows:
-            with open(path, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-
-    write_csv(os.path.join(out, "results.csv"), table)
-    write_csv(os.path.join(out, "fixed.csv"), fixed)
+    """results.md/.csv and fixed.md/.csv: the CSVs, and the tables report.py renders from them
+    (the same renderer that writes them into results/README.md)."""
+    report.write_csv(os.path.join(out, "results.csv"), table)
+    report.write_csv(os.path.join(out, "fixed.csv"), fixed)
     lines = [f"Command: `{command}`", "", note, "",
              f"W1 / floor: final exact W1(generated, real) over the noise floor W1(real, real'), "
              f"each the mean of 3 draws of 1024 points (digits: 512 generated against the 512 "
              f"held-out digits, floor: 512 distinct training digits against them); converged: "
-             f"W1 ≤ {CONVERGED} × floor, and where the run logged it (runs from after the "
-             f"batch-W1 study) nn ratio ≥ {NN_RATIO_MIN} (no collapse) and, on the mixtures, "
-             f"every mode captured (digits: every class covered); diverged runs count as not "
-             f"converged. Digits: the modes column counts classes covered, the high-quality "
-             f"column is the class histogram's total-variation distance from uniform.",
-             *digits_scale(table), "",
-             "| config | data | runs | W1/floor median [min, max] | converged | modes | "
-             "high quality | nn ratio | wall s |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        modes = f"{fmt(r['modes_median'], 'g')}/{r['n_modes']}" if r["n_modes"] else "–"
-        hq = r["high_quality_median"]
-        hq = "–" if hq is None else (f"TV {hq:.2f}" if r["data"] == "digits" else
-                                     f"{100 * hq:.0f}%")
-        diverged = f" ({r['diverged']} diverged)" if r["diverged"] else ""
-        ratio = (f"{fmt(r['w1_over_floor_median'], '.2f')} [{fmt(r['w1_over_floor_min'], '.2f')}, "
-                 f"{fmt(r['w1_over_floor_max'], '.2f')}]")
-        lines.append(f"| {r['config']} | {r['data']} | {r['runs']} | {ratio} | "
-                     f"{100 * r['converged']:.0f}%{diverged} | {modes} | {hq} | "
-                     f"{fmt(r['nn_ratio_median'], '.2f')} | {fmt(r['wall_s_median'], '.0f')} |")
+             f"W1 ≤ {sweep.CONVERGED} × floor, and where the run logged it (runs from after the "
+             f"batch-W1 study) nn ratio ≥ {sweep.NN_RATIO_MIN} (no collapse) and, on the "
+             f"mixtures, every mode captured (digits: every class covered); diverged runs count "
+             f"as not converged. Digits: the modes column counts classes covered, the "
+             f"high-quality column is the class histogram's total-variation distance from "
+             f"uniform.", *digits_scale(table), "", *report.grid(report.cells(table))]
     with open(os.path.join(out, "results.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     lines = [f"Command: `{command}`", "", note, "",
              "Critic trained alone against fake = real + N(0, I) on the swiss roll "
              "(--fixed-generator). A critic that solved the dual problem would have "
-             "estimate / W1 = 1.", "",
-             "| config | critic estimate | exact W1 | estimate / W1 | mean ‖∇f‖ |",
-             "|---|---|---|---|---|"]
-    for r in fixed:
-        lines.append(f"| {r['config']} | {fmt(r['critic_estimate'])} | {fmt(r['w1'])} | "
-                     f"{fmt(r['estimate_over_w1'], '.2f')} | {fmt(r['grad_norm_mean'], '.2f')} |")
+             "estimate / W1 = 1.", "", *report.fixed(report.cells(fixed))]
     with open(os.path.join(out, "fixed.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
-
-
-def load_final(s):
-    """The final critic and 512 generated points of the run whose summary is s (None: no
-    run ended, nothing to draw)."""
-    import torch
-    if s is None:
-        return None
-    try:
-        ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
-                        weights_only=True)
-    except Exception:  # deleted or damaged: the tables stand, the figure leaves it out
-        return None
-    mod = importlib.import_module(ck["script"])
-    args = argparse.Namespace(**ck["args"])
-    G, D = mod.make_models(args)
-    D.load_state_dict(ck["D"])
-    G.load_state_dict(ck["G"])
-    gen = torch.Generator().manual_seed(0)
-    real = common.sample(args.data, 512, generator=gen)
-    with torch.no_grad():
-        fake = mod.fake_batch(G, real, args, gen)
-    return D, real, fake
 
 
 def draw_grids(runs, out, table, ended):
@@ -367,11 +238,12 @@ def draw_grids(runs, out, table, ended):
             if d != data or is_fixed or name in seen:
                 continue
             seen.add(name)  # first seed of each configuration
-            final = load_final(ended.get(key))
+            final = sweep.load_final(ended.get(key))
             if final is None:
                 continue
             D, real, fake = final
-            panels.append((f"{name}\nW1/floor {fmt(ratio.get((name, data)), '.2f')} (median)",
+            panels.append((f"{name}\nW1/floor {sweep.fmt(ratio.get((name, data)), '.2f')} "
+                           f"(median)",
                            D, real, fake))
         if panels and data == "digits":  # samples, not level sets: 64 digits per configuration
             held_out = common.sample("digits", 64, generator=torch.Generator().manual_seed(0),
@@ -396,8 +268,9 @@ def main(argv=None):
     a.out = os.path.abspath(a.out)  # the runs execute in the repository's root
     runs = plan(a)
     if not runs:
+        digits_only = sorted(n for n, _, spec in grid() if "toys" not in spec["runs"])
         die("no run planned: --only, --data and the seeds leave nothing (the digits-only "
-            f"configurations {', '.join(sorted(DIGITS_ONLY))} need --data digits)")
+            f"configurations {', '.join(digits_only)} need --data digits)")
     try:
         for f in ("results.md", "fixed.md"):
             if not ours(os.path.join(a.out, f)):
@@ -424,9 +297,9 @@ def main(argv=None):
         print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
               f"cover the {done} that are; {how}", flush=True)
     table, fixed = summarise(runs, ended)
-    note = (f"Ran on {ran_on(ended.values())}; this call took {(time.time() - t) / 60:.0f} min "
-            f"(runs found already done are not run again). Runs done: {done} of {len(runs)}, "
-            f"their wall times add up to {run_minutes:.0f} min."
+    note = (f"Ran on {sweep.ran_on(ended.values())}; this call took "
+            f"{(time.time() - t) / 60:.0f} min (runs found already done are not run again). "
+            f"Runs done: {done} of {len(runs)}, their wall times add up to {run_minutes:.0f} min."
             + (f" Failed in this call, and not in the tables: {sweep.said(failures)}."
                if failed else ""))
     code = 128 + signum if signum else (1 if failed else 0)

@@ -21,7 +21,6 @@ questions.csv and questions-distance.png (Q1: the distance's level sets beside t
     python benchmarks/open_questions.py --ray auto --cpus-per-run 1      # on a Ray cluster (README)
 """
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -29,31 +28,19 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-import compare  # noqa: E402
+import report  # noqa: E402
 import sweep  # noqa: E402
 
-# (name, script, flags, the questions it answers)
-GRID = [
-    ("slogan-l10", "slogan", ["--lambda", "10"], "Q1 Q3"),
-    ("slogan-realfake-l10", "slogan", ["--lambda", "10", "--pairs", "real-fake"], "Q3"),
-    ("slogan-allpairs-l10", "slogan", ["--lambda", "10", "--pairs", "all"], "Q3"),
-    ("gp-onesided-l10", "wgan_gp", ["--one-sided", "--lambda", "10"], "Q1"),
-    ("gp-twosided-l10", "wgan_gp", ["--lambda", "10"], "Q1 Q4"),
-    ("gp-twosided-l0.1", "wgan_gp", ["--lambda", "0.1"], "Q4"),
-    ("gp-twosided-ramp0.1to10", "wgan_gp", ["--lambda-from", "0.1", "--lambda", "10"], "Q4"),
-    ("dragan-wgan-l10", "dragan", ["--loss", "wgan", "--lambda", "10"], "Q1 Q2 Q5"),
-    ("dragan-wgan-normal-l10", "dragan", ["--loss", "wgan", "--perturb", "normal"], "Q1"),
-    ("prodgan-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "none"], "Q1"),
-    ("dragan-wgan-l10+lp10", "dragan", ["--loss", "wgan", "--lp-lambda", "10"], "Q2"),
-    ("toward-fake0.1-wgan-l10", "dragan", ["--loss", "wgan", "--perturb", "toward-fake"], "Q5"),
-    ("wgan-clip", "wgan_clip", [], "Q1"),
-    ("c-transform", "wgan_ct", [], "Q1"),
-    ("wgan-sn", "wgan_sn", [], "Q1"),
-    ("wgan-div", "wgan_div", [], "Q1"),
-]
+QUESTIONS = ("Q1", "Q2", "Q3", "Q4", "Q5")
+
+
+def grid() -> list:
+    """(name, script, flags, the questions it answers) of every configuration a method script
+    marks with a question (its CONFIGS: benchmarks/sweep.py's configs)."""
+    return [(name, script, spec["flags"], " ".join(q for q in QUESTIONS if q in spec["runs"]))
+            for name, script, spec in sweep.configs() if spec["runs"] & set(QUESTIONS)]
 
 
 def parse_args(argv=None):
@@ -75,7 +62,7 @@ def parse_args(argv=None):
                         "so it comes last")
     sweep.add_where_arguments(p, jobs=1)
     a = p.parse_args(argv)
-    sweep.check_args(p, a, [g[0] for g in GRID])
+    sweep.check_args(p, a, [g[0] for g in grid()])
     sweep.check_where(p, a, argv)
     a.seeds = list(dict.fromkeys(a.seeds))
     if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
@@ -85,10 +72,10 @@ def parse_args(argv=None):
 
 def plan(a):
     runs = []
-    for name, script, flags, _ in GRID:
+    for name, script, flags, _ in grid():
         if a.only and not any(s in name for s in a.only):
             continue
-        iters = max(1, round(a.iters_scale * compare.default_iters(script, flags)))
+        iters = max(1, round(a.iters_scale * sweep.default_iters(script, flags)))
         extra = ["--iters", str(iters), "--eval-every", str(max(iters // 5, 1))] \
             if a.iters_scale != 1.0 else []
         for seed in a.seeds:
@@ -114,61 +101,45 @@ def summarise(runs, ended):
         if s is not None:
             by.setdefault(name, []).append(s)
     rows = []
-    for name, script, flags, qs in GRID:
+    for name, script, flags, qs in grid():
         ss = by.get(name)
         if not ss:
             continue
         fin = [s["final"] for s in ss if s["status"] == "finished" and s.get("final")]
 
         def med(k):
-            return compare.median_of([f.get(k) for f in fin])
+            return sweep.median_of([f.get(k) for f in fin])
         rows.append({"config": name, "questions": qs, "command": f"python {script}.py "
                      + " ".join(flags), "runs": len(ss),
                      "diverged": sum(s["status"] == "diverged" for s in ss),
-                     "converged": sum(map(compare.converged, ss)),
-                     "w1_over_floor": compare.median_of(ratios(fin)),
+                     "converged": sum(map(sweep.converged, ss)),
+                     "w1_over_floor": sweep.median_of(ratios(fin)),
                      "w1_over_floor_min": min(ratios(fin), default=None),
                      "w1_over_floor_max": max(ratios(fin), default=None),
                      "nn_ratio": med("nn_ratio"), "dist_corr": med("dist_corr"),
                      "grad_in_band": med("grad_norm_in_band"),
                      "grad_out_band": med("grad_norm_out_band"),
                      "cos_disc_pen": med("cos_disc_pen"),
-                     "ms_per_iter": compare.median_of([ms_per_iter(s) for s in ss])})
+                     "ms_per_iter": sweep.median_of([ms_per_iter(s) for s in ss])})
     return rows
 
 
 def ratios(finals):
-    return [r for r in (compare.ratio(f.get("w1"), f.get("w1_floor")) for f in finals)
+    return [r for r in (sweep.ratio(f.get("w1"), f.get("w1_floor")) for f in finals)
             if r is not None]
 
 
 def write(rows, a, command, seconds, failures=None):
+    """questions.csv, and questions.md with the table report.py renders from it."""
     os.makedirs(a.out, exist_ok=True)
-    if rows:
-        with open(os.path.join(a.out, "questions.csv"), "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    f = compare.fmt
+    report.write_csv(os.path.join(a.out, "questions.csv"), rows)
     lines = [f"Command: `{command}` ({seconds / 60:.0f} min for the runs not already done)."
              + (f" Failed in this call, and not in the table: {sweep.said(failures)}."
                 if failures else ""), "",
              "Swiss roll; medians over the seeds; converged: W1 ≤ 1.5 × floor and nn ratio ≥ 0.5;"
              " dist corr: correlation of f with −d within 0.25 of the data; ‖∇f‖ in / out: mean"
              " inside / outside that band; ms/it: median training time per generator iteration"
-             " (one CPU thread per run).", "",
-             "| config | Q | runs | W1/floor [min, max] | converged | nn ratio | dist corr | "
-             "‖∇f‖ in band | ‖∇f‖ out | cos(disc, pen) | ms/it |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
-        lines.append(
-            f"| {r['config']} | {r['questions']} | {r['runs']} | {f(r['w1_over_floor'], '.2f')} "
-            f"[{f(r['w1_over_floor_min'], '.2f')}, {f(r['w1_over_floor_max'], '.2f')}] | "
-            f"{r['converged']}/{r['runs']}{div} | {f(r['nn_ratio'], '.2f')} | "
-            f"{f(r['dist_corr'], '.2f')} | {f(r['grad_in_band'], '.2f')} | "
-            f"{f(r['grad_out_band'], '.2f')} | {f(r['cos_disc_pen'], '.2f')} | "
-            f"{f(r['ms_per_iter'], '.1f')} |")
+             " (one CPU thread per run).", "", *report.questions(report.cells(rows))]
     with open(os.path.join(a.out, "questions.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
@@ -188,13 +159,13 @@ def distance_figure(runs, a, ended):
     corr = {r["config"]: r["dist_corr"] for r in summarise(runs, ended)}
     seen = set()
     for key, name, *_ in runs:
-        if name in seen or not any(name == g[0] and "Q1" in g[3] for g in GRID):
+        if name in seen or not any(name == g[0] and "Q1" in g[3] for g in grid()):
             continue
         seen.add(name)
-        final = compare.load_final(ended.get(key))
+        final = sweep.load_final(ended.get(key))
         if final is not None:
             D, r, fk = final
-            panels.append((f"{name}\ncorr(f, −d) {compare.fmt(corr.get(name), '.2f')} (median)",
+            panels.append((f"{name}\ncorr(f, −d) {sweep.fmt(corr.get(name), '.2f')} (median)",
                            D, r, fk))
     if len(panels) > 1:
         common.plot_critic_grid(panels, os.path.join(a.out, "questions-distance.png"), ncols=5,

@@ -1,5 +1,6 @@
 """Write the tables of the report (results/README.md) and of the front page's summary
 (README.md) from the committed CSVs of the sweeps, so that a rerun of a sweep updates them.
+Each table has one renderer, here: the sweeps call the same functions for their own tables.
 
 The prose around them is written by hand. Every generated table sits between two markers,
 
@@ -30,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import sweep  # noqa: E402
 
 DOCUMENTS = ("README.md", os.path.join("results", "README.md"))
 MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -38,6 +40,21 @@ MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->\n)(.*?)(<!-- /table -->)", r
 def rows_of(path: str) -> list:
     with open(os.path.join(ROOT, path), newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def cells(rows) -> list:
+    """Rows of Python values as their CSV file holds them (strings; None is empty), so that a
+    sweep renders its table from what it writes exactly as this script renders it later."""
+    return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+
+
+def write_csv(path: str, rows) -> None:
+    """rows (dicts) as a CSV file with the first row's columns (nothing for no rows)."""
+    if rows:
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]), restval="")
+            w.writeheader()
+            w.writerows(rows)
 
 
 def num(v, spec=".2f", empty="–"):
@@ -49,8 +66,9 @@ def num(v, spec=".2f", empty="–"):
     return empty if x != x else format(x, spec)
 
 
-def spread(r, key, spec=".2f"):
-    return f"{num(r[key + '_median'], spec)} [{num(r[key + '_min'], spec)}, " \
+def spread(r, key, spec=".2f", k="_median"):
+    """'median [min, max]' of a column's three cells (key + k, key + '_min', key + '_max')."""
+    return f"{num(r[key + k], spec)} [{num(r[key + '_min'], spec)}, " \
            f"{num(r[key + '_max'], spec)}]"
 
 
@@ -100,8 +118,8 @@ def batch_w1(rows) -> list:
            "centres drawn | best collapsed / floor |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{num(r[k + '_mean'], '.4f')} ± {num(r[k + '_sd'], '.4f')} "
-                 f"(nn {num(r[k + '_nn_ratio'])})" if r[k + "_mean"] not in ("", None) else "–"
-                 for k in sets]
+                 f"(nn {num(r[k + '_nn_ratio'])})" if r.get(k + "_mean") not in ("", None)
+                 else "–" for k in sets]
         out.append(f"| {r['data']} | {r['n']} | " + " | ".join(cells)
                    + f" | {num(r['best_collapsed_over_floor'])} |")
     return out
@@ -128,30 +146,37 @@ def w1(rows) -> list:
     return out
 
 
-# The summary: one row per constraint, its sweeps' names on the toys/digits and in the W1
-# benchmark (whose DRAGAN rows use the WGAN loss; DRAGAN's own GAN-loss setting has none).
-SUMMARY = [
-    ("SLOGAN (one-sided quotient, λ 10)", "slogan-l10", "slogan-interpolate-l10"),
-    ("two-sided quotient, λ 1", "quotient-twosided-l1", "quotient-twosided-interpolate-l1"),
-    ("WGAN-LP (one-sided GP, λ 10)", "gp-onesided-l10", "gp-onesided-l10"),
-    ("WGAN-GP (two-sided, λ 10)", "gp-twosided-l10", "gp-twosided-l10"),
-    ("WGAN-GP (two-sided, λ 0.1, gan_toy.py's)", "gp-twosided-l0.1", None),
-    ("DRAGAN, its paper's setting (GAN loss)", "dragan-paper", None),
-    ("DRAGAN's penalty, WGAN loss", "dragan-wgan-l10", "dragan-paper-l10"),
-    ("PRODGAN (penalty on the data), WGAN loss", "prodgan-wgan-l10", "prodgan-l10"),
-    ("weight clipping (c 0.01; 0.04 in the W1 benchmark)", "wgan-clip", "wgan-clip"),
-    ("c-transform", "c-transform", "c-transform"),
-    ("spectral normalisation", "wgan-sn", "wgan-sn"),
-    ("WGAN-div (k 2, p 6)", "wgan-div", "wgan-div"),
-]
+def w1_pairs(rows) -> list:
+    """benchmarks/w1_benchmark.py's own results.md: a table per pair, every constraint's cos, L2
+    and estimate / true W1 as median [min, max] over its seeds, beside the published row."""
+    out = []
+    for funnels in sorted({r["funnels"] for r in rows}, key=int):
+        rs = [r for r in rows if r["funnels"] == funnels]
+        out += [f"### {funnels} funnels (true W1 {num(rs[0]['true_w1'], '.3f')}; the paper's "
+                f"{num(rs[0]['published_true_w1'], '.3f')})", "",
+                "| constraint | seeds × iters | cos | L2 | est / W1 | published (solver: cos, "
+                "L2, est / W1) | on a centre | s per run |", "|---|---|---|---|---|---|---|---|"]
+        for r in rs:
+            pub = (f"{r['published_solver']}: {num(r['published_cos'])}, "
+                   f"{num(r['published_l2'])}, {num(r['published_est_over_w1'])}"
+                   if r["published_solver"] else "–")
+            out.append(f"| {r['config']} | {r['seeds']} × {r['iters']} | {spread(r, 'cos', k='')} "
+                       f"| {spread(r, 'l2', k='')} | {spread(r, 'est_over_w1', k='')} | {pub} | "
+                       f"{num(100 * float(r['at_centre']), '.0f')} % | "
+                       f"{num(r['seconds'], '.0f')} |")
+        out.append("")
+    return out
 
 
+# The summary: one row per configuration whose method script gives it a summary label (its
+# CONFIGS), in the scripts' order; its W1 benchmark cells are that configuration's rows there.
 def summary(paths) -> list:
     toys, digits, bench = {}, {}, {}
     for path in paths:
         for r in rows_of(path):
             if "funnels" in r:
-                bench[(r["config"], r["funnels"])] = r
+                if r.get("dim", "2") == "2":  # the 2-D pairs
+                    bench[(r["config"], r["funnels"])] = r
             elif r["data"] == "digits":
                 digits[r["config"]] = r
             else:
@@ -176,7 +201,7 @@ def summary(paths) -> list:
         return f"{num(r['w1_over_floor_median'])}, {num(r['modes_median'], 'g')}/10"
 
     def w1b(c):
-        if c is None or (c, "4") not in bench:
+        if (c, "4") not in bench:
             return "–"
         a, b = bench[(c, "4")], bench.get((c, "16"))
         return f"{num(a['cos'])} · {num(b['cos']) if b else '–'} ({num(a['est_over_w1'])})"
@@ -184,8 +209,8 @@ def summary(paths) -> list:
     out = ["| constraint | swiss roll: W1/floor (converged) | modes: 8 · 25 gaussians | "
            "digits: W1/floor, classes | W1 benchmark: cos 4 · 16 funnels (est/W1, 4) |",
            "|---|---|---|---|---|"]
-    out += [f"| {label} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(b)} |"
-            for label, c, b in SUMMARY]
+    out += [f"| {spec['summary']} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(c)} |"
+            for c, _, spec in sweep.configs() if "summary" in spec]
     return out
 
 

@@ -80,10 +80,9 @@ def main(argv=None):
           f"critic steps" + (f", {' '.join(a.script_args)}" if a.script_args else ""))
     print(f"{'width':>6} {'eager ms/it':>12} {'graph ms/it':>12} {'speed-up':>9}", flush=True)
     for dim in a.dims:
-        args = parser.parse_args(["--dim", str(dim), "--batch", str(a.batch), "--data", a.data,
-                                  "--n-critic", str(a.n_critic), *a.script_args])
-        if hasattr(mod, "resolve_defaults"):
-            mod.resolve_defaults(args)
+        args, _ = common.parse_or_resume(parser, [
+            "--dim", str(dim), "--batch", str(a.batch), "--data", a.data, "--n-critic",
+            str(a.n_critic), *a.script_args], a.script, set())
         eager = time_path(mod, args, device, False, a.iters, a.warmup)
         if use_graph:
             try:

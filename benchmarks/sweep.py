@@ -1,9 +1,10 @@
-"""What every sweep of the method scripts shares (benchmarks/compare.py, open_questions.py),
-whichever way it runs them: the identity of a run, finding its finished run again, resuming an
-interrupted one, checking the input before anything runs, one sweep per output folder, signals
-that reach every running child, and a progress line per run. The runs execute in the local pool
-(--jobs child processes here) or, with --ray, as tasks on a Ray cluster (benchmarks/on_ray.py);
-both take the same runs and leave the same run folders.
+"""What every sweep of the method scripts shares (benchmarks/compare.py, open_questions.py,
+w1_benchmark.py), whichever way it runs them: which configurations the method scripts declare
+(their CONFIGS), the identity of a run, finding its finished run again, resuming an interrupted
+one, checking the input before anything runs, one sweep per output folder, signals that reach
+every running child, a progress line per run, and what a finished run's summary says. The runs
+execute in the local pool (--jobs child processes here) or, with --ray, as tasks on a Ray cluster
+(benchmarks/on_ray.py); both take the same runs and leave the same run folders.
 
 A run is identified by its complete command: the script and every argument it resolves to
 (the script's own parser, with its data- and loss-dependent defaults). A finished run under
@@ -21,6 +22,7 @@ import io
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,6 +33,114 @@ sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
 
+# ------------------------------------------------------------------- what the methods declare
+def configs(where: str | None = None) -> list:
+    """The configurations every method script declares (its CONFIGS), in the order of the
+    scripts and of their entries, as (name, script, spec): spec holds the script's flags, `runs`
+    as a set of the places that run it ("toys", "digits", "fixed", "Q1" … "Q5", "w1") and what
+    else the script says (its summary row, the W1 benchmark's published solver and flags).
+    `where` keeps those that run there. A name two scripts declare is a ValueError."""
+    out, owner = [], {}
+    for script in common.SCRIPTS:
+        for name, spec in importlib.import_module(script).CONFIGS.items():
+            if name in owner:
+                raise ValueError(f"the configuration {name!r} is declared by both "
+                                 f"{owner[name]}.py and {script}.py")
+            owner[name] = script
+            spec = {**spec, "runs": set(spec["runs"].split())}
+            if where is None or where in spec["runs"]:
+                out.append((name, script, spec))
+    return out
+
+
+def default_iters(script, flags, data="swissroll"):
+    """The generator iterations the script would run with these flags on this data (some
+    defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""
+    mod = importlib.import_module(script)
+    args, _ = common.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
+    return args.iters
+
+
+# --------------------------------------------------------------- reading what the runs left
+CONVERGED = 1.5  # a run converged if its final W1 ≤ CONVERGED × its floor, and
+NN_RATIO_MIN = 0.5  # its samples are not collapsed (nn_ratio, where logged), and on the mixtures
+# it captured every mode. A minibatch W1 alone has false minima: n collapsed points can be as close
+# to n real points as other real points are (benchmarks/batch_w1.py), so W1 / floor can be gamed.
+
+
+def converged(s) -> bool:
+    f = s.get("final") or {}
+    if s.get("status") != "finished" or not f.get("w1_floor"):
+        return False
+    ok = f["w1"] <= CONVERGED * f["w1_floor"]
+    if f.get("nn_ratio") is not None:
+        ok = ok and f["nn_ratio"] >= NN_RATIO_MIN
+    if f.get("n_modes"):
+        ok = ok and f.get("modes") == f["n_modes"]
+    if f.get("n_classes"):  # digits: every class drawn (not a blur of them, not a few of them)
+        ok = ok and f.get("classes") == f["n_classes"]
+    return ok
+
+
+def median_of(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, spec=".3f"):
+    return "–" if v is None or v != v else format(v, spec)
+
+
+def ratio(a, b):
+    """a / b, or None where either is missing (a run that diverged logs null) or b is 0."""
+    return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def ran_on(ended) -> str:
+    """Where the runs of the tables ran, as each run's config.json recorded it: an --device auto
+    run may have used a GPU, and cuda:1 is not cuda:0."""
+    seen = []
+    for s in ended:
+        try:
+            with open(os.path.join(s["folder"], "config.json")) as fh:
+                v = json.load(fh)["versions"]
+            where = f"{v['device_name']} ({v['device']}, torch {v['torch']}"
+            where += f", {v['cpu_threads']} CPU thread{'s' if v['cpu_threads'] != 1 else ''})" \
+                if v["device"] == "cpu" else ")"
+        except (TypeError, OSError, ValueError, KeyError):  # no run, or an older config
+            continue
+        if where not in seen:
+            seen.append(where)
+    return "; ".join(seen) if seen else "no run that ended"
+
+
+def load_final(s):
+    """The final critic and 512 generated points of the run whose summary is s (None: no run
+    ended, or its checkpoint is gone, damaged or not a method script's: nothing to draw)."""
+    import argparse
+    import torch
+    if s is None:
+        return None
+    try:
+        ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
+                        weights_only=True)
+        if ck.get("script") not in common.SCRIPTS:  # only the project's own scripts are imported
+            return None
+        mod = importlib.import_module(ck["script"])
+        args = argparse.Namespace(**ck["args"])
+        G, D = mod.make_models(args)
+        D.load_state_dict(ck["D"])
+        G.load_state_dict(ck["G"])
+    except Exception:  # deleted or damaged: the tables stand, the figure leaves it out
+        return None
+    gen = torch.Generator().manual_seed(0)
+    real = common.sample(args.data, 512, generator=gen)
+    with torch.no_grad():
+        fake = mod.fake_batch(G, real, args, gen)
+    return D, real, fake
+
+
+# ---------------------------------------------------------------------- the identity of a run
 # Arguments that do not change what a run computes, and so do not make it another run.
 NOT_IDENTITY = {"out", "resume", "eval_every", "no_cuda_graph"}
 # Arguments a sweep sets itself: --extra may not set them.
@@ -39,8 +149,8 @@ SWEEP_SETS = {"--out", "--resume", "--data", "--seed", "--device", "--fixed-gene
 
 def resolved_args(script: str, flags: list) -> dict:
     """Every argument of `script` run with `flags`, as the script resolves them (its defaults,
-    per-data defaults, resolve_defaults), less those that are no part of the run's identity.
-    ValueError with the script's one-line message for flags it refuses."""
+    per-data defaults, and those that depend on other flags), less those that are no part of
+    the run's identity. ValueError with the script's one-line message for flags it refuses."""
     mod = importlib.import_module(script)
     err = io.StringIO()
     try:
@@ -49,8 +159,6 @@ def resolved_args(script: str, flags: list) -> dict:
     except SystemExit:
         why = (err.getvalue().strip().splitlines() or ["refused"])[-1]
         raise ValueError(f"{' '.join(flags)}: {why}") from None
-    if hasattr(mod, "resolve_defaults"):
-        mod.resolve_defaults(args)
     return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
 
 

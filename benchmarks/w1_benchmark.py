@@ -18,10 +18,12 @@ digits next to a funnel centre, where P's samples gather (t⁸ is small); here d
 from differences, ∇u = (x − c_k)/‖x − c_k‖ exactly, and the samples that sit exactly on a centre
 (t⁸ underflows; ∇u is undefined there) are left out of cos and L2, their share stated.
 
-Each constraint is trained by calling the scripts' own functions (clip_weights_,
-gradient_penalty, lipschitz_penalty, dragan_penalty, c_transform, spectral_normalize_,
-divergence_penalty) with the benchmark's protocol: critic MLP 2-128-128-1 ReLU, Adam 2e-4 with
-betas (0, 0.9), batch 1024, one critic step per iteration, the critic high on P. Writes
+Each constraint is what a method script declares for this benchmark (the configurations marked
+"w1" in its CONFIGS, with their flags), trained by the script's own functions: its critic_net
+builds the critic (a ReLU MLP 2-128-128-1, spectrally normalised for wgan_sn.py) and its
+critic_step makes each update (the loss with its penalty, or the clipping after it), with the
+benchmark's protocol: Adam 2e-4 with betas (0, 0.9), batch 1024, one critic step per
+iteration, the critic high on P ("real"). Writes
 <out>/results.md and .csv (every constraint's cos, L2 and estimate / true W1 as median
 [min, max] over the seeds, beside the published row where one exists), runs.csv (each
 training's metrics), and per pair
@@ -52,29 +54,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import report  # noqa: E402
 import sweep  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benchmark_2d.json")
 FUNNELS = (4, 16, 64, 256)
 
-# (name, what the scripts call, keyword arguments, published row of the paper's table or None).
-# λ = 10 for every penalty but the two-sided quotient's (its sources' 1); clipping at 0.04 as the
-# benchmark trains it; the c-transform needs no constraint.
-CONSTRAINTS = [
-    ("wgan-clip", "clip", {"c": 0.04}, "wgan"),
-    ("gp-twosided-l10", "gp", {"lam": 10, "one_sided": False}, "wgan-gp"),
-    ("gp-onesided-l10", "gp", {"lam": 10, "one_sided": True}, "wgan-lp"),
-    *[(f"slogan-{p}-l10", "quotient", {"lam": 10, "pairs": p, "one_sided": True}, None)
-      for p in ("interpolate", "real-fake", "all")],
-    *[(f"quotient-twosided-{p}-l1", "quotient", {"lam": 1, "pairs": p, "one_sided": False}, None)
-      for p in ("interpolate", "real-fake", "all")],
-    *[(f"{'prodgan' if k == 'none' else 'dragan-' + k}-l10", "dragan", {"lam": 10, "kind": k},
-       None) for k in ("paper", "normal", "none", "toward-fake", "interpolate")],
-    ("c-transform", "ct", {"epsilon": 0.0}, "cowgan"),
-    ("c-transform-eps0.05", "ct", {"epsilon": 0.05}, None),
-    ("wgan-sn", "sn", {}, "sn-gan"),
-    ("wgan-div", "div", {"k": 2.0, "p": 6.0}, None),
-]
+WIDTH = 128  # the critic's hidden width: theirs, max(2D, 128)
+
+
+def constraints() -> list:
+    """(name, script, flags, published solver or None) of every configuration a method script
+    marks "w1" (its CONFIGS), with the flags the benchmark runs it with."""
+    return [(name, script, spec["flags"] + spec.get("w1_flags", []), spec.get("published"))
+            for name, script, spec in sweep.configs("w1")]
+
+
+def method(name: str):
+    """The script's module and its parsed arguments for the constraint `name`."""
+    script, flags = next((sc, fl) for n, sc, fl, _ in constraints() if n == name)
+    mod = importlib.import_module(script)
+    args, _ = common.parse_or_resume(mod.build_parser(), flags, script, set())
+    return mod, args
 
 
 # ------------------------------------------------------------------------------------- the pairs
@@ -171,36 +172,11 @@ def critic_and_grad(critic, x):
 
 
 # ----------------------------------------------------------------------------- training one critic
-def make_critic(kind: str) -> nn.Module:
-    """The benchmark's critic: MLP 2-128-128-1 with ReLU (spectrally normalised for 'sn')."""
-    net = nn.Sequential(nn.Linear(2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                        nn.Linear(128, 1))
-    if kind == "sn":
-        importlib.import_module("wgan_sn").spectral_normalize_(net)
-    return net
-
-
-def critic_loss(kind: str, kw: dict, D, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """The critic's loss with its constraint, high on P ("real") and low on Q ("fake"), by the
-    scripts' own functions."""
-    if kind == "ct":  # the c-transform: no constraint, the critic's value over the real batch
-        f_p = D(p).reshape(-1)
-        ct = importlib.import_module("wgan_ct").c_transform(f_p, p, q, kw["epsilon"])
-        return -(f_p.mean() + ct.mean())
-    loss = D(q).mean() - D(p).mean()
-    if kind == "gp":
-        pen = importlib.import_module("wgan_gp").gradient_penalty(D, p, q, kw["one_sided"])
-    elif kind == "quotient":
-        pen = importlib.import_module("slogan").lipschitz_penalty(
-            D, p, q, pairs=kw["pairs"], one_sided=kw["one_sided"])
-    elif kind == "dragan":
-        pen = importlib.import_module("dragan").dragan_penalty(D, p, kw["kind"], fake=q)
-    elif kind == "div":
-        return loss + importlib.import_module("wgan_div").divergence_penalty(D, p, q, kw["k"],
-                                                                            kw["p"])
-    else:  # clip, sn: the constraint is in the weights
-        return loss
-    return loss + kw["lam"] * pen
+def make_critic(name: str, dim: int = 2) -> nn.Module:
+    """The benchmark's critic for the constraint `name`: widths [D, h, h, 1], built by its
+    script's critic_net (a ReLU MLP unless the method is an architecture)."""
+    mod, args = method(name)
+    return mod.critic_net([dim, WIDTH, WIDTH, 1], args)
 
 
 def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
@@ -209,29 +185,25 @@ def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
     batches are drawn on the CPU (one generator, whatever the device) and moved to `device`."""
     torch.set_num_threads(threads)
     device = common.pick_device(device)
-    kind, kw = next((k, kw) for n, k, kw, _ in CONSTRAINTS if n == name)
+    mod, args = method(name)
     pair = load_pair(funnels)
     torch.manual_seed(seed)
-    D = make_critic(kind).to(device)
+    D = make_critic(name).to(device)
     opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
     g = torch.Generator().manual_seed(10_000 + seed)
-    first = metrics(D, pair, seed=seed + 1, device=device) if kind != "sn" else None
+    D.eval()  # measure without moving anything (spectral norm's u)
+    first = metrics(D, pair, seed=seed + 1, device=device)
+    D.train()
     t = time.time()
     for _ in range(iters):
         p, _ = sample_plan(batch, pair, g)
         q = sample_q(batch, pair, g)
-        loss = critic_loss(kind, kw, D, p.to(device), q.to(device))
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-        if kind == "clip":
-            importlib.import_module("wgan_clip").clip_weights_(D, kw["c"])
+        mod.critic_step(D, opt, p.to(device), q.to(device), args)  # P is "real", Q "fake"
     seconds = time.time() - t
-    D.eval()  # spectral norm: measure without moving u
+    D.eval()
     out = {"config": name, "funnels": funnels, "seed": seed, "iters": iters,
-           "seconds": seconds, **metrics(D, pair, seed=seed + 1, device=device)}
-    if first is not None:
-        out["cos_at_start"] = first["cos"]
+           "seconds": seconds, **metrics(D, pair, seed=seed + 1, device=device),
+           "cos_at_start": first["cos"]}
     if not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate")):
         out["diverged"] = True
     return {**out, "state": {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}}
@@ -249,7 +221,7 @@ def table(rows, pairs) -> list:
     out = []
     for funnels in sorted({r["funnels"] for r in rows}):
         w1 = pairs[funnels]["true_w1"]
-        for name, _, _, pub in CONSTRAINTS:
+        for name, _, _, pub in constraints():
             rs = [r for r in rows if r["config"] == name and r["funnels"] == funnels]
             if not rs:
                 continue
@@ -264,15 +236,15 @@ def table(rows, pairs) -> list:
                         "published_est_over_w1": published["cost"] / pairs[funnels]["published"]
                         ["true"]["cost"] if published else None,
                         "at_centre": statistics.median(r["at_centre"] for r in rs),
-                        "seconds": statistics.median(r["seconds"] for r in rs)})
+                        "seconds": statistics.median(r["seconds"] for r in rs),
+                        "true_w1": w1, "published_true_w1":
+                        pairs[funnels]["published"]["true"]["cost"]})
     return out
 
 
-def fmt(v, spec=".2f"):
-    return "–" if v is None else format(v, spec)
-
-
 def write(rows, pairs, a, command, minutes, failed=None):
+    """runs.csv (a row per training), results.csv (a row per constraint and pair) and
+    results.md, whose tables report.py renders from results.csv."""
     os.makedirs(a.out, exist_ok=True)
     fields = ["config", "funnels", "seed", "iters", "seconds", "cos", "l2", "estimate",
               "true_w1", "at_centre"]
@@ -281,11 +253,7 @@ def write(rows, pairs, a, command, minutes, failed=None):
         w.writeheader()
         w.writerows(rows)
     t = table(rows, pairs)
-    if t:
-        with open(os.path.join(a.out, "results.csv"), "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(t[0]))
-            w.writeheader()
-            w.writerows(t)
+    report.write_csv(os.path.join(a.out, "results.csv"), t)
     import platform
     lines = [f"Command: `{command.strip()}`", "",
              "Ran on " + (f"a Ray cluster, {a.cpus_per_run:g} CPU(s) and {a.gpus_per_run:g} "
@@ -303,23 +271,7 @@ def write(rows, pairs, a, command, minutes, failed=None):
              "biases) and their metric, which differentiates u through torch.cdist's "
              "‖x‖² + ‖c‖² − 2x·c form, imprecise next to a funnel centre where P gathers; here "
              "∇u is exact and the samples exactly on a centre (share in the last column) are "
-             "left out.", ""]
-    for funnels in sorted({r["funnels"] for r in t}):
-        lines += [f"### {funnels} funnels (true W1 {pairs[funnels]['true_w1']:.3f}; the paper's "
-                  f"{pairs[funnels]['published']['true']['cost']:.3f})", "",
-                  "| constraint | seeds × iters | cos | L2 | est / W1 | published (solver: cos, "
-                  "L2, est / W1) | on a centre | s per run |", "|---|---|---|---|---|---|---|---|"]
-        for r in (r for r in t if r["funnels"] == funnels):
-            pub = (f"{r['published_solver']}: {fmt(r['published_cos'])}, "
-                   f"{fmt(r['published_l2'])}, {fmt(r['published_est_over_w1'])}"
-                   if r["published_solver"] else "–")
-            lines.append(
-                f"| {r['config']} | {r['seeds']} × {r['iters']} | {fmt(r['cos'])} "
-                f"[{fmt(r['cos_min'])}, {fmt(r['cos_max'])}] | {fmt(r['l2'])} "
-                f"[{fmt(r['l2_min'])}, {fmt(r['l2_max'])}] | {fmt(r['est_over_w1'])} "
-                f"[{fmt(r['est_over_w1_min'])}, {fmt(r['est_over_w1_max'])}] | {pub} | "
-                f"{100 * r['at_centre']:.0f} % | {fmt(r['seconds'], '.0f')} |")
-        lines.append("")
+             "left out.", "", *report.w1_pairs(report.cells(t))]
     with open(os.path.join(a.out, "results.md"), "w") as fh:
         fh.write("\n".join(lines))
     return t
@@ -341,7 +293,7 @@ def figure(rows, pair, path):
     panels = [("optimal critic −u, ∇(−u)", None)] + [
         (f"{name}\ncos {firsts[name]['cos']:.2f}, est/W1 "
          f"{firsts[name]['estimate'] / pair['true_w1']:.2f}", firsts[name])
-        for name, *_ in CONSTRAINTS if name in firsts]
+        for name, *_ in constraints() if name in firsts]
     fig, axes, _ = common._panel_grid(len(panels), 5, 3.2, 3.3)
     for ax, (title, r) in zip(axes, panels):
         if r is None:
@@ -351,7 +303,7 @@ def figure(rows, pair, path):
             g = want.reshape(n, n, 2).numpy()
             ax.quiver(xs[s], xs[s], g[s, s, 0], g[s, s, 1], color="k", scale=30, width=0.004)
         else:
-            D = make_critic(next(k for nm, k, _, _ in CONSTRAINTS if nm == r["config"]))
+            D = make_critic(r["config"])
             D.load_state_dict(r["state"])
             D.eval()
             f, gr = critic_and_grad(D, grid)
@@ -384,7 +336,7 @@ def parse_args(argv=None):
     sweep.add_where_arguments(p, jobs=2, what="trainings")
     a = p.parse_args(argv)
     sweep.check_where(p, a, argv)
-    names = [c[0] for c in CONSTRAINTS]
+    names = [c[0] for c in constraints()]
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
     a.seeds = list(dict.fromkeys(a.seeds))
@@ -402,7 +354,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    names = [c[0] for c in CONSTRAINTS if not a.only or any(s in c[0] for s in a.only)]
+    names = [c[0] for c in constraints() if not a.only or any(s in c[0] for s in a.only)]
     jobs = [(n, f, s) for f in a.funnels for n in names for s in a.seeds]
     command = "python benchmarks/w1_benchmark.py " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv)
@@ -433,7 +385,8 @@ def main(argv=None) -> int:
     named = [(f"{n}-{f}-s{s}", (n, f, s, a.iters, 1024, a.device)) for n, f, s in jobs]
     if cluster:
         cpus, gpus, retries = cluster
-        signum = importlib.import_module("on_ray").run_all(
+        import on_ray
+        signum = on_ray.run_all(
             "benchmarks/w1_benchmark.py:train", [(k, (*v, max(1, int(cpus)))) for k, v in named],
             cpus, gpus, retries, report, "w1", progress.quiet)
     else:

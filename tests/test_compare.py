@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
 import compare  # noqa: E402
+import sweep  # noqa: E402
 from common import SCRIPTS  # noqa: E402
 
 pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
@@ -46,19 +47,21 @@ def test_report_only_counts_missing_runs(tmp_path, capsys):
 
 
 def test_plan_covers_the_issue_grid():
+    """What the scripts declare is what runs: every configuration marked toys on each toy (3
+    seeds on the swiss roll, 1 on each mixture), digits on the digits (3 seeds), fixed once."""
     a = compare.parse_args([])
     runs = compare.plan(a)
-    toys = len(compare.GRID) - len(compare.DIGITS_ONLY)
+    declared = {where: {n for n, _, spec in sweep.configs() if where in spec["runs"]}
+                for where in ("toys", "digits", "fixed")}
     swiss = [r for r in runs if r[4] == "swissroll" and not r[6]]
-    assert len(swiss) == 3 * toys  # every configuration, 3 seeds
+    assert len(swiss) == 3 * len(declared["toys"]) and {r[1] for r in swiss} == declared["toys"]
     for data in ("8gaussians", "25gaussians"):
-        assert len([r for r in runs if r[4] == data]) == toys
+        assert sorted(r[1] for r in runs if r[4] == data) == sorted(declared["toys"])
     digits = [r for r in runs if r[4] == "digits"]
-    assert {r[1] for r in digits} == set(compare.ON_DIGITS) and len(digits) == 3 * len(
-        compare.ON_DIGITS)  # a digits row for every constraint, 3 seeds
-    assert {g[1] for g in compare.GRID if g[0] in compare.ON_DIGITS} == set(SCRIPTS)
-    assert {g[1] for g in compare.GRID if g[0] in compare.FIXED} == set(SCRIPTS)
-    assert not any(r[1] in compare.DIGITS_ONLY for r in runs if r[4] != "digits")
+    assert {r[1] for r in digits} == declared["digits"] and len(digits) == 3 * len(
+        declared["digits"])  # a digits row for every constraint, 3 seeds
+    assert {r[1] for r in runs if r[6]} == declared["fixed"]
+    assert {r[2] for r in digits} == {r[2] for r in runs if r[6]} == set(SCRIPTS)
     assert len({r[0] for r in runs}) == len(runs)  # one folder per run
 
 
@@ -136,20 +139,20 @@ def test_out_file_and_repeated_seeds(tmp_path, capsys):
 
 def test_converged_needs_more_than_a_small_w1():
     good = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09, "nn_ratio": 0.97}}
-    assert compare.converged(good)
+    assert sweep.converged(good)
     collapsed = {"status": "finished", "final": {"w1": 0.08, "w1_floor": 0.09, "nn_ratio": 0.01}}
-    assert not compare.converged(collapsed)
+    assert not sweep.converged(collapsed)
     dropped = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09, "nn_ratio": 1.0,
                                                "modes": 7, "n_modes": 8}}
-    assert not compare.converged(dropped)
+    assert not sweep.converged(dropped)
     far = {"status": "finished", "final": {"w1": 0.2, "w1_floor": 0.09, "nn_ratio": 1.0}}
-    assert not compare.converged(far)
+    assert not sweep.converged(far)
     blur = {"status": "finished", "final": {"w1": 1.9, "w1_floor": 1.37, "nn_ratio": 0.9,
                                             "classes": 4, "n_classes": 10}}
-    assert not compare.converged(blur)  # digits: a few classes are not the data
-    assert compare.converged({**blur, "final": {**blur["final"], "classes": 10}})
+    assert not sweep.converged(blur)  # digits: a few classes are not the data
+    assert sweep.converged({**blur, "final": {**blur["final"], "classes": 10}})
     old = {"status": "finished", "final": {"w1": 0.1, "w1_floor": 0.09}}  # before nn_ratio
-    assert compare.converged(old) and not compare.converged({**old, "status": "diverged"})
+    assert sweep.converged(old) and not sweep.converged({**old, "status": "diverged"})
 
 
 def test_batch_w1_study_runs_and_separates_collapse(tmp_path):

@@ -30,6 +30,10 @@ import common
 from test_scripts import QUICK_ALL, ROOT, SCRIPTS, quick, run_dirs, run_main
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import gpu_check  # noqa: E402
+import speed  # noqa: E402
+import sweep  # noqa: E402
+
 GIB = 2**30
 
 
@@ -75,7 +79,7 @@ def fake_cuda(monkeypatch):
 def _parse(script, argv):
     """The script's own set-up: argument parsing, device, memory check."""
     if script == "speed":
-        a, device = importlib.import_module("speed").parse(argv)
+        a, device = speed.parse(argv)
         return device
     return importlib.import_module(script).parse(argv + quick(script))[2]
 
@@ -286,8 +290,6 @@ def _models(script, extra, capturable):
     base = QUICK_ALL if "--warmup-schedule-on" in extra else quick(script)
     args, _ = common.parse_or_resume(mod.build_parser(), base + flags + ["--dim", "8", "--batch",
                                                                          "8"], script, set())
-    if hasattr(mod, "resolve_defaults"):
-        mod.resolve_defaults(args)
     torch.manual_seed(0)
     G, D = mod.make_models(args)
     return mod, args, G, D, mod.make_optimizers(G, D, args, capturable=capturable)
@@ -322,8 +324,8 @@ def test_eager_gpu_step_copies_nothing_between_devices(extra, monkeypatch):
     mod.train_step(G, D, opt_g, opt_d, args, 2)
     with no_host_sync(monkeypatch, capture=False):
         out = mod.train_step(G, D, opt_g, opt_d, args, 2)
-    if extra:  # λ after the 2 warm-up critic steps of iters × n_critic, on the ramp 0.1 → 10
-        want = 0.1 * 100 ** (2 / (args.iters * args.n_critic))
+    if extra:  # λ of the last critic step, which follows 3 (of iters × n_critic) on the ramp
+        want = 0.1 * 100 ** (3 / (args.iters * args.n_critic))  # 0.1 → 10
         assert out[-1].item() == pytest.approx(want, rel=1e-6)
 
 
@@ -528,7 +530,6 @@ def test_an_optimiser_that_cannot_be_captured_falls_back_to_eager(capsys):
 
 @pytest.mark.parametrize("data", ["swissroll", "digits"])
 def test_speed_benchmark_times_the_scripts_own_models(data, capsys):
-    speed = importlib.import_module("speed")
     assert speed.main(["--data", data, "--dims", "8", "--iters", "2", "--warmup", "1",
                        "--batch", "8", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -537,7 +538,6 @@ def test_speed_benchmark_times_the_scripts_own_models(data, capsys):
 
 
 def test_compare_names_the_device_each_run_recorded(tmp_path):
-    compare = importlib.import_module("compare")
     ended = []
     for i, (dev, name) in enumerate((("cuda:1", "NVIDIA H200"), ("cuda:1", "NVIDIA H200"),
                                      ("cpu", "x86_64"))):
@@ -546,21 +546,19 @@ def test_compare_names_the_device_each_run_recorded(tmp_path):
         (d / "config.json").write_text(json.dumps({"versions": {
             "device": dev, "device_name": name, "torch": "2.13.0", "cpu_threads": 1}}))
         ended.append({"folder": str(d)})
-    assert compare.ran_on(ended + [None]) == \
+    assert sweep.ran_on(ended + [None]) == \
         "NVIDIA H200 (cuda:1, torch 2.13.0); x86_64 (cpu, torch 2.13.0, 1 CPU thread)"
-    assert compare.ran_on([None]) == "no run that ended"
+    assert sweep.ran_on([None]) == "no run that ended"
 
 
 # ------------------------------------------------------------------------------- the GPU check
 def test_gpu_check_commands_are_real(capsys):
     """Every command the GPU check runs exists with those flags (the scripts' own parsers)."""
-    gpu_check = importlib.import_module("gpu_check")
     assert gpu_check.main(["--dry-run", "--iters", "50"]) == 0
     lines = capsys.readouterr().out.splitlines()
     _, a = gpu_check.parse_args(["--iters", "50"])
     todo = gpu_check.commands(a, "OUT")
     assert len(lines) == len(todo) == 2 + 2 * len(SCRIPTS) + len(SCRIPTS)
-    speed = importlib.import_module("speed")
     for label, argv, graph in todo:
         if argv[1].endswith(".py") and argv[1][:-3] in SCRIPTS:
             args = importlib.import_module(argv[1][:-3]).build_parser().parse_args(argv[2:])
@@ -576,7 +574,6 @@ def test_gpu_check_commands_are_real(capsys):
 
 def test_gpu_check_without_a_gpu_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    gpu_check = importlib.import_module("gpu_check")
     with pytest.raises(SystemExit) as e:
         gpu_check.main([])
     err = capsys.readouterr().err.strip()
@@ -589,7 +586,6 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
     with the graph used as asked passes; a warning, a non-zero exit or a run that did not use
     the graph fails its check, and the last line says which."""
     import subprocess
-    gpu_check = importlib.import_module("gpu_check")
 
     def fake_run(argv, **kw):
         said, code = "ok", 0
@@ -620,7 +616,6 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
 def test_speed_times_the_graph_path(monkeypatch, capturable_on_cpu, capsys):
     """speed.py's graph column, with CudaGraphStep run eagerly on the CPU; a failed capture is
     one line and exit 1."""
-    speed = importlib.import_module("speed")
     monkeypatch.setattr(common, "graph_wanted", lambda device, no_graph, opt: True)
     monkeypatch.setattr(common, "CudaGraphStep", _Eager)
     argv = ["--dims", "8", "--iters", "2", "--warmup", "1", "--batch", "8", "--device", "cpu"]

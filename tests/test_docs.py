@@ -15,8 +15,8 @@ from test_scripts import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-DOCS = sorted({os.path.join(ROOT, "README.md"), os.path.join(ROOT, "benchmarks", "data",
-                                                            "README.md"),
+DOCS = sorted({*glob.glob(os.path.join(ROOT, "*.md")),
+               *glob.glob(os.path.join(ROOT, "benchmarks", "**", "*.md"), recursive=True),
                *glob.glob(os.path.join(ROOT, "results", "**", "*.md"), recursive=True)})
 
 
@@ -98,10 +98,14 @@ def test_every_linked_file_exists():
     assert not missing, "\n".join(missing)
 
 
-def test_every_results_file_the_readme_names_exists():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    named = set(re.findall(r"`((?:results|assets|benchmarks)/[\w./-]+\.(?:md|csv|png|py))`", text))
-    assert named and not [n for n in named if not os.path.exists(os.path.join(ROOT, n))]
+def test_every_file_the_documents_name_exists():
+    """A file named in code style (`results/w1_benchmark/results.md`) is in the repository."""
+    named = set()
+    for path in DOCS:
+        text = open(path, encoding="utf-8").read()
+        named |= set(re.findall(r"`((?:results|assets|benchmarks|tests)/[\w./-]+\."
+                                r"(?:md|csv|png|py|json))`", text))
+    assert len(named) > 10 and not [n for n in named if not os.path.exists(os.path.join(ROOT, n))]
 
 
 def test_the_generated_tables_match_the_committed_csvs(tmp_path, monkeypatch, capsys):

@@ -145,8 +145,7 @@ def test_gan_losses_match_closed_form(real, fake):
                                                  (["--iters", "7"], 1, 7)])
 def test_loss_dependent_defaults(argv, n_critic, iters):
     import dragan
-    args = dragan.build_parser().parse_args(argv)
-    dragan.resolve_defaults(args)
+    args, _ = dragan.common.parse_or_resume(dragan.build_parser(), argv, "dragan", set())
     assert (args.n_critic, args.iters) == (n_critic, iters)
 
 

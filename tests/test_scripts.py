@@ -53,7 +53,7 @@ def run_dirs(out):
 
 
 @pytest.mark.real_figures
-@pytest.mark.parametrize("script", [pytest.param("wgan_gp", marks=pytest.mark.full_evaluation),
+@pytest.mark.parametrize("script", [pytest.param(SCRIPTS[0], marks=pytest.mark.full_evaluation),
                                     *SCRIPTS[1:]])  # one at the scripts' evaluation sizes
 @pytest.mark.parametrize("data", common.DATASETS)
 def test_run_writes_every_output(script, data, tmp_path, capsys):
@@ -108,7 +108,7 @@ def test_fixed_generator_trains_only_the_critic(script, tmp_path, capsys):
     ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
     torch.manual_seed(0)
     mod = importlib.import_module(script)
-    g0 = mod.mlp(2, 16, 2).state_dict()  # the generator as initialised from the seed
+    g0 = mod.mlp([2, 16, 16, 16, 2]).state_dict()  # the generator as initialised from the seed
     assert all(torch.equal(g0[k], ck["G"][k]) for k in g0)
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     # fake = real + N(0, I): W1 is about that of adding unit noise, far above the floor (at the

@@ -54,8 +54,10 @@ def test_linear_quotient_is_projection(seed, r):
     a = unit(seed) * r
     x, y = batch(seed, 64), batch(seed + 1, 64)
     L = lipschitz_quotient(lambda p: p @ a, x, y)
-    u = (x - y) / (x - y).norm(dim=1, keepdim=True)
-    torch.testing.assert_close(L, (u @ a).abs(), rtol=1e-6, atol=1e-9)
+    d = (x - y).norm(dim=1, keepdim=True)
+    u = (x - y) / d
+    shrink = (d / (d + 1e-8)).squeeze(1)  # the quotient's eps in its denominator
+    torch.testing.assert_close(L, (u @ a).abs() * shrink, rtol=1e-9, atol=1e-12)
     assert (L <= r * (1 + 1e-9)).all()
     y_par = x - 0.7 * a  # parallel to a: equality
     torch.testing.assert_close(lipschitz_quotient(lambda p: p @ a, x, y_par),

@@ -148,7 +148,7 @@ def test_foreign_files_under_runs_are_counted_and_ignored(tmp_path, capsys):
 # --------------------------------------------------------------- D5, D13, D14, D18: input
 @pytest.mark.parametrize("argv,says", [
     (["--device", "cuda:7"], "--device"), (["--device", "bogus"], "--device"),
-    (["--only", "slogn"], "matches no configuration; the names: slogan-l10"),
+    (["--only", "slogn"], "matches no configuration; the names: dragan-paper"),
     (["--only", "slogan-allpairs"], "no run planned"),
     (["--extra", "--eval-every", "10", "--out", "X"], "put --extra last"),
     (["--extra", "--seed", "3"], "--extra may not set --seed"),

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 import common
 import wgan_clip
 from common import lipschitz_bound
-from wgan_clip import Critic, clip_weights_, critic_steps
+from wgan_clip import Critic, clip_weights_, critic_steps, mlp
 
 seeds = st.integers(0, 2**31 - 1)
 
 
 def random_critic(seed, dim, scale):
     torch.manual_seed(seed)
-    net = Critic(dim).double()
+    net = Critic(mlp([2, dim, dim, dim, 1])).double()
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(scale)

@@ -22,7 +22,8 @@ def test_a_linear_critic_gives_k_r_to_the_p(a, k, p, points, seed):
     real, fake = torch.randn(16, 2, generator=g, dtype=torch.float64), \
         torch.randn(16, 2, generator=g, dtype=torch.float64) + 2
     got = divergence_penalty(linear(a), real, fake, k, p, points).item()
-    assert got == pytest.approx(k * a.norm().item() ** p, rel=1e-6, abs=1e-12)
+    want = k * (a.norm().item() ** 2 + 1e-12) ** (p / 2)  # ‖g‖² + eps, the penalty's eps
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-15)
 
 
 @given(a=st.lists(st.floats(0.2, 3), min_size=3, max_size=3), p=st.floats(1.5, 8))
