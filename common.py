@@ -737,7 +737,8 @@ def lipschitz_bound(critic, input_shape=(2,)) -> torch.Tensor:
     input shape is read off one pass of a zero input of shape (1, *input_shape), and the
     (zero-padded) convolution's matrix is built exactly by applying it to every unit image.
     Valid for layers applied one after the other with 1-Lipschitz activations between them
-    (ReLU, LeakyReLU with slope ≤ 1, tanh) and flattening; any other layer needs its own factor.
+    (ReLU, LeakyReLU with slope ≤ 1, tanh, GroupSort) and flattening; any other layer needs its
+    own factor.
     """
     nn = torch.nn
     layers = [m for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]

@@ -141,3 +141,20 @@ def test_bad_input_is_an_error():
             c_transform(*args)
     with pytest.raises(ValueError, match="epsilon"):
         c_transform(torch.zeros(3), x, x, epsilon=-1.0)
+
+
+def test_a_run_logs_the_value_below_the_batch_w1(tmp_path):
+    import csv
+    import glob
+    import os
+    import wgan_ct
+    out = str(tmp_path / "runs")
+    assert wgan_ct.main(["--iters", "2", "--eval-every", "2", "--dim", "8", "--batch", "16",
+                         "--out", out]) == 0
+    (path,) = glob.glob(os.path.join(out, "*", "metrics.csv"))
+    rows = list(csv.DictReader(open(path)))
+    for r in rows:
+        assert float(r["value_batch"]) <= float(r["w1_batch"]) + 1e-6  # a lower bound
+        assert float(r["estimate_over_w1"]) <= 1 + 1e-6
+        assert 1 / 16 <= float(r["minimiser_top_share"]) <= 1
+    assert 0 < float(rows[-1]["minimiser_top_share"]) <= 1  # the step's mean too

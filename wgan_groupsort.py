@@ -1,0 +1,441 @@
+"""WGAN-GroupSort: a Wasserstein GAN whose critic is 1-Lipschitz by construction, with orthogonal
+weights and GroupSort activations.
+
+Anil, Lucas, Grosse 2019, "Sorting out Lipschitz function approximation", ICML,
+arXiv:1811.05381 (code: cemanil/LNets). Every linear layer of the critic has an orthogonal weight
+matrix (semi-orthogonal where it widens or narrows: WᵀW = I or WWᵀ = I), so it keeps the norm of
+what it maps; every activation is GroupSort, which splits the units into groups of g and sorts
+each group: a permutation, so it keeps norms too and, unlike ReLU, keeps the gradient's norm. The
+critic is then 1-Lipschitz with no penalty and no clipping, K = Π_l ‖W_l‖₂ = 1, and, with square
+hidden layers and a unit-norm last layer, ‖∇f‖ = 1 almost everywhere. Why GroupSort and not
+ReLU: a norm-constrained ReLU network throws gradient norm away wherever a unit is off, so it
+cannot even represent |x| (one hidden layer: its slopes differ by at most 1 in all, Anil et al.
+2019, Theorem 1 makes it general), while GroupSort networks approximate any 1-Lipschitz function
+(their Theorem 3): the whole 1-Lipschitz ball, not a box inside it, which is what a WGAN critic
+should range over (Arjovsky et al. 2017).
+
+    critic     min_f  E f(G(z)) − E f(x),   f = W_L ∘ σ_g ∘ W_{L−1} ∘ … ∘ σ_g ∘ W_1 (+ biases)
+    σ_g(h)     each group (h_{gk+1}, …, h_{gk+g}) sorted; g = 2: MaxMin; g = width: a full sort
+    W_l        orthogonal: torch.nn.utils.parametrizations.orthogonal (Householder reflectors)
+    generator  min_G  −E f(G(z))
+
+Where this departs from the paper, in one line each:
+- the orthogonality is PyTorch's own parametrization, exact at every step, not the paper's
+  Björck orthonormalisation (an iteration that converges to it);
+- its map is Householder reflectors for every layer: matrix_exp and cayley, torch's defaults for
+  square weights, read a device value on the host on CUDA (matrix_exp's choice of degree,
+  solve's error check in ATen's source), which a CUDA graph cannot capture;
+- the map is computed once per critic update, for both passes (parametrize.cached);
+- on the digits the critic is an orthogonal GroupSort MLP on the 64 pixels: torch has no
+  orthogonal convolution (the paper's follow-up, Li et al. 2019, "Preventing Gradient Attenuation
+  in Lipschitz Constrained Convolutional Networks", arXiv:1911.00937, builds one).
+
+Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
+    python wgan_groupsort.py                       # MaxMin (g = 2), swiss roll
+    python wgan_groupsort.py --group-size full     # one group of all units: a full sort
+    python wgan_groupsort.py --data digits         # 8×8 digits (an MLP on the pixels)
+    python wgan_groupsort.py --fixed-generator     # train the critic alone against real + N(0, I)
+    python wgan_groupsort.py --iters 40 --dim 32 --eval-every 20   # a quick check on the CPU
+    python wgan_groupsort.py --resume runs/<run>/checkpoint.pt --iters 8000    # continue a run
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import orthogonal
+
+import common
+from common import say
+
+SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
+N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
+N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
+RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
+
+
+# ---------------------------------------------------------------------------------- the method
+def group_sort(x: torch.Tensor, group_size: int | None = 2) -> torch.Tensor:
+    """GroupSort (Anil et al. 2019): the units of x (N, C) in groups of group_size, each sorted
+    in ascending order; group_size None sorts all C units as one group (FullSort), 2 is MaxMin.
+    A permutation of each row, so ‖σ(x)‖ = ‖x‖, and its Jacobian is a permutation matrix, so
+    the gradient's norm is kept too."""
+    g = x.shape[1] if group_size is None else group_size
+    if x.dim() != 2 or x.shape[1] % g:
+        raise ValueError(f"group_sort needs (N, C) with C a multiple of the group size {g}, "
+                         f"got {tuple(x.shape)}")
+    return x.reshape(len(x), -1, g).sort(dim=-1).values.reshape(x.shape)
+
+
+class GroupSort(nn.Module):
+    def __init__(self, group_size: int | None = 2):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x):
+        return group_sort(x, self.group_size)
+
+
+def orthogonal_linear(d_in: int, d_out: int) -> nn.Linear:
+    """nn.Linear whose weight is (semi-)orthogonal at every step: WᵀW = I if d_out ≥ d_in (it
+    keeps ‖x‖), WWᵀ = I otherwise (it keeps the norm of the backward gradient), by PyTorch's
+    parametrization with Householder reflectors (see the module docstring for why these)."""
+    return orthogonal(nn.Linear(d_in, d_out), orthogonal_map="householder")
+
+
+def orthogonality_error(critic: nn.Module) -> torch.Tensor:
+    """max over the critic's linear layers of max |WᵀW − I| (or |WWᵀ − I| for a wide W): 0 up to
+    float precision for weights that are orthogonal."""
+    errs = []
+    with torch.no_grad():
+        for m in critic.modules():
+            if isinstance(m, nn.Linear):
+                w = m.weight.double()
+                gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+                errs.append((gram - torch.eye(len(gram), dtype=gram.dtype,
+                                              device=gram.device)).abs().max())
+    return torch.stack(errs).max()
+
+
+def method_name(args) -> str:
+    groups = "full sort" if args.group_size == "full" else \
+        "MaxMin" if args.group_size == 2 else f"groups of {args.group_size}"
+    return f"WGAN, orthogonal weights + GroupSort ({groups})"
+
+
+def estimate_label(args) -> str:
+    """What the curves call the critic_estimate column."""
+    return "critic: E f(real) − E f(fake)"
+
+
+# -------------------------------------------------------------------- what the programs run
+# This method's configurations in the project's programs, as flags of this script (the keys of
+# each entry are explained in wgan_gp.py, the template). The W1 benchmark trains it as the
+# published "sort-out" solver does: one group of all units.
+CONFIGS = {
+    "groupsort": {"flags": [], "runs": "toys digits fixed Q1 w1",
+                  "w1_flags": ["--group-size", "full"], "published": "sort-out",
+                  "summary": "orthogonal + GroupSort (MaxMin; full sort in the W1 benchmark)"},
+}
+
+
+# --------------------------------------------------------------------------------------- models
+def mlp(widths) -> nn.Sequential:
+    """Linear layers of these widths with ReLU between them; the toys' G and critic have three
+    hidden layers, as gan_toy.py's (no batch norm: the penalty is per sample, and batch norm
+    would couple the samples of a batch)."""
+    layers = [nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+    return nn.Sequential(*[m for lin in layers for m in (lin, nn.ReLU())][:-1])
+
+
+def critic_net(widths, args) -> nn.Module:
+    """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
+    benchmark's: [D, h, h, 1]): orthogonal linear layers with GroupSort between them."""
+    group = None if args.group_size == "full" else args.group_size
+    layers = [orthogonal_linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+    return nn.Sequential(*[m for lin in layers for m in (lin, GroupSort(group))][:-1])
+
+
+class Critic(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):  # (N, 2) or (N, 1, 8, 8) -> (N,); a score, no sigmoid
+        return self.net(x.flatten(1)).squeeze(-1)
+
+
+Z_DIGITS = 16  # latent size for the digits; on the toys z is drawn in the data's own plane
+
+
+def conv_generator(dim: int) -> nn.Sequential:
+    """z (N, Z_DIGITS) → digits (N, 1, 8, 8): linear to 2×2, transposed convolutions to 4×4 and
+    8×8, and a sigmoid for the data's range [0, 1] (gan_mnist.py's generator, scaled down)."""
+    c = max(dim // 8, 1)
+    return nn.Sequential(
+        nn.Linear(Z_DIGITS, 16 * c), nn.ReLU(), nn.Unflatten(1, (4 * c, 2, 2)),
+        nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, 1, 3, padding=1), nn.Sigmoid())
+
+
+def make_models(args):
+    """(G, D): the MLPs on the toys; on the digits the convolutional generator and the critic
+    on the 64 pixels (torch has no orthogonal convolution)."""
+    if args.data == "digits":
+        return conv_generator(args.dim), Critic(critic_net([64, *[args.dim] * 3, 1], args))
+    return mlp([2, *[args.dim] * 3, 2]), Critic(critic_net([2, *[args.dim] * 3, 1], args))
+
+
+def z_dim(args) -> int:
+    return Z_DIGITS if args.data == "digits" else 2
+
+
+# ------------------------------------------------------------------------------------ arguments
+def group_size(text: str):
+    """--group-size: an integer ≥ 2 (a group of one sorts nothing: the critic would be linear),
+    or "full", one group of all units."""
+    return text if text == "full" else common.number(int, 2)(text)
+
+
+def check_args(a):
+    """What is wrong with flags that are fine one by one (the parser's check): the groups must
+    tile every hidden layer."""
+    if a.group_size != "full" and a.dim % a.group_size:
+        return (f"--group-size {a.group_size} does not divide --dim {a.dim}: GroupSort sorts "
+                f"groups of that many units of each hidden layer")
+    return None
+
+
+def build_parser() -> common.ArgumentParser:
+    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0],
+                              check=check_args)
+    m = p.add_argument_group("method")
+    m.add_argument("--group-size", type=group_size, default=2,
+                   help="units per GroupSort group: 2 is MaxMin (the paper's default), full "
+                        "sorts each hidden layer as one group")
+    t = p.add_argument_group("training")
+    t.add_argument("--data", choices=common.DATASETS, default="swissroll",
+                   help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
+    t.add_argument("--iters", type=common.number(int, 1), default=5000,
+                   help="generator iterations (2000 on digits)")
+    t.add_argument("--n-critic", type=common.number(int, 1), default=5,
+                   help="critic steps per generator step")
+    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
+                   help="Adam learning rate (G and critic)")
+    t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
+                   default=[0.5, 0.9], help="Adam betas")
+    t.add_argument("--dim", type=common.number(int, 1), default=128,
+                   help="hidden width of G and critic (gan_toy.py: 512); on digits, twice the "
+                        "channels of the generator's widest convolution, and the critic MLP's "
+                        "width")
+    t.add_argument("--fixed-generator", action="store_true",
+                   help="no generator: train the critic alone against fake = real + N(0, I)")
+    t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
+                   help="random seed")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    r.add_argument("--no-cuda-graph", action="store_true",
+                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
+    r.add_argument("--eval-every", type=common.number(int, 1), default=500,
+                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
+    r.add_argument("--out", default="runs", help="parent folder of the run folder")
+    r.add_argument("--resume", metavar="PATH",
+                   help="checkpoint.pt (or its run folder) to continue; may change only "
+                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
+    return p
+
+
+def step_bytes(args) -> int:
+    """A rough upper estimate of one training step's memory: weights with their gradients and
+    optimiser state, the orthogonal maps and their backward, and activations."""
+    acts = 48 * args.batch * args.dim * (5 if args.data == "digits" else 1)
+    return 4 * (32 * args.dim ** 2 + acts)
+
+
+# ------------------------------------------------------------------------------ training step
+OPTIMIZER = torch.optim.Adam  # for G and the critic
+
+
+def make_optimizers(G, D, args, capturable: bool):
+    """Adam for both, lr 1e-4, betas (0.5, 0.9), as the other scripts (Anil et al. train their
+    critics with Adam too). Capturable (the step count lives on the GPU) only where a CUDA graph
+    replays the update: eager runs skip its cost."""
+    kw = {"capturable": True} if capturable else {}
+    return (OPTIMIZER(G.parameters(), lr=args.lr, betas=tuple(args.betas), **kw),
+            OPTIMIZER(D.parameters(), lr=args.lr, betas=tuple(args.betas), **kw))
+
+
+def fake_batch(G, real, args, generator=None):
+    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
+    FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
+    if args.fixed_generator:
+        return real + torch.randn(real.shape, device=real.device, generator=generator)
+    return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
+
+
+def critic_step(D, opt_d, real, fake, args):
+    """One update of the critic on a batch: what train_step repeats n_critic times and what
+    benchmarks/w1_benchmark.py trains. Returns the loss and the batch estimate
+    E f(real) − E f(fake), as device tensors."""
+    with parametrize.cached():  # each orthogonal W computed once, for both passes
+        f_real, f_fake = D(real).mean(), D(fake).mean()
+        loss_d = f_fake - f_real  # E f(fake) − E f(real); the constraint is in the layers
+    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+    loss_d.backward()
+    opt_d.step()
+    return loss_d, f_real - f_fake
+
+
+def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
+    """One generator iteration: n_critic critic steps, then one generator step.
+
+    No host syncs inside (no .item(), no printing), so the same function runs eagerly or is
+    captured once into a CUDA graph and replayed. Returns the last critic step's loss and batch
+    estimate, and the generator loss, as one device tensor (STEP_COLUMNS).
+    """
+    device = next(D.parameters()).device
+    for _ in range(n_critic):
+        real = common.sample(args.data, args.batch, device)
+        with torch.no_grad():
+            fake = fake_batch(G, real, args)  # no graph into G: the critic step trains D only
+        loss_d, estimate = critic_step(D, opt_d, real, fake, args)
+    if args.fixed_generator:
+        loss_g = torch.zeros((), device=device)
+    else:
+        loss_g = -D(G(torch.randn(args.batch, z_dim(args), device=device))).mean()  # −E f(G(z))
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()  # also fills the critic's .grad, which its next step zeroes
+        opt_g.step()
+    return torch.stack([loss_d, estimate, loss_g]).detach()
+
+
+STEP_COLUMNS = ("loss_d", "estimate_batch", "loss_g")
+
+
+def critic_steps(args, it: int) -> int:
+    """Critic steps in generator iteration it (counted from 0)."""
+    return args.n_critic
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def evaluate(G, D, args, device, it: int) -> dict:
+    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, ‖∇f‖
+    at interpolates with the share of points where it fell below 0.99 (where a widening layer or
+    a group that sorts ties lost gradient norm), the exact bound K (1 by construction) with its
+    certified check E f(real) − E f(fake) ≤ K·W1(real, fake) on the last draw, how far the
+    weights are from orthogonal, and the critic loss's weight gradient.
+
+    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
+    so a run stopped and resumed draws the same numbers as one that was not.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
+        w1s, floors = [], []
+        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
+        for _ in range(N_EVAL_DRAWS):
+            real = common.sample(args.data, n, device, split="test")  # digits: held out
+            with torch.no_grad():
+                fake = fake_batch(G, common.sample(args.data, n, device), args)
+            if not torch.isfinite(fake).all():
+                raise common.Diverged("a generated sample")
+            w1s.append(common.w1(fake, real))
+            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
+        with torch.no_grad():
+            est = (D(real).mean() - D(fake).mean()).item()
+        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
+               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
+               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
+               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
+        t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
+        x_hat = t * real + (1 - t) * fake
+        row.update(common.grad_norm_stats(D, x_hat))  # at fresh x̂
+        _, gn = common.critic_and_grad_norm(D, x_hat)
+        k = common.lipschitz_bound(D, real.shape[1:]).item()
+        row.update(grad_share_below_0_99=(gn < 0.99).double().mean().item(),
+                   lipschitz_bound=k, k_times_w1=k * w1s[-1], estimate_over_w1=est / w1s[-1],
+                   certified=float(est <= k * w1s[-1] + 1e-9),
+                   orthogonality_error=orthogonality_error(D).item())
+        # The critic loss's weight gradient, as the penalty scripts log it (no penalty here).
+        r, f = real[: args.batch], fake[: args.batch]
+        params = [p for p in D.parameters() if p.requires_grad]
+        row["grad_w_disc"] = common.flat_grad(D(f).mean() - D(r).mean(), params).norm().item()
+    return row
+
+
+def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) -> dict:
+    """Evaluate at iteration it, then write the critic figure, the checkpoint and a metrics row
+    and print a progress line. stats: the training step's means since the last evaluation."""
+    row = {"iter": it, **stats}
+    weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
+    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
+        raise common.Diverged("a loss or a weight")
+    row.update(evaluate(G, D, args, device, it))
+    gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
+    real = common.sample(args.data, 512, device, generator=gen)
+    with torch.no_grad():
+        fake = fake_batch(G, common.sample(args.data, 512, device, generator=gen), args, gen)
+    common.plot_critic(D, real, fake, os.path.join(
+        run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
+        title=f"{method_name(args)} · {args.data} · iteration {it}")
+    common.save_checkpoint(run_dir, {
+        "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
+        "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
+    common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
+    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
+    r = common.shown(row)  # a value not measured yet prints as –
+    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f}"
+        f" K {r['lipschitz_bound']:.4f} ‖∇f‖ {r['grad_norm_mean']:.3f}"
+        f" | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
+        f" est {r['critic_estimate']:.3f}{cover} | {r['it_per_s']:.1f} it/s"
+        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    return row
+
+
+# ------------------------------------------------------ run files (the same in every method script)
+def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
+    """Load a checkpoint's weights, optimiser and random states onto this run's device."""
+    G.load_state_dict(ckpt["G"])
+    D.load_state_dict(ckpt["D"])
+    common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
+    common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
+    common.restore_rng(ckpt, device)
+    return ckpt["iteration"]
+
+
+def parse(argv):
+    """The run's arguments (the checkpoint's on --resume), checkpoint and device, or a one-line
+    error and exit 2 before anything is written."""
+    common.robust_console()
+    parser = build_parser()
+    args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
+    try:
+        device = common.pick_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device {args.device!r}: {e}")
+    if step_bytes(args) > common.memory_of(device):
+        parser.error(f"--batch {args.batch} with --dim {args.dim} needs about "
+                     f"{step_bytes(args) / 2**30:.0f} GiB, more than the "
+                     f"{common.memory_of(device) / 2**30:.0f} GiB of {device}")
+    return args, ckpt, device
+
+
+# ------------------------------------------------------ main loop (the same in every method script)
+def main(argv=None) -> int:
+    args, ckpt, device = parse(argv)
+    use_graph = common.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
+    torch.manual_seed(args.seed)
+    G, D = (m.to(device) for m in make_models(args))
+    opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
+    run = common.Run(build_parser(), SCRIPT, args, ckpt, device, method_name(args), use_graph,
+                     argv)  # the run folder, its lock and config.json, or one line and exit 2
+    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
+    step = functools.partial(train_step, G, D, opt_g, opt_d, args)
+    run_step = common.CudaGraphStep(step) if use_graph else step
+    acc, it, mark = torch.zeros(len(STEP_COLUMNS), device=device), start, (start, time.time())
+    with run.training(start) as logged:  # NaN, out of memory, a failed capture: the run's status
+        if start not in logged:  # a new run, or one stopped between its checkpoint and its row
+            run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device,
+                                    common.step_stats(STEP_COLUMNS, acc, 0, mark[1]),
+                                    final=it == args.iters)
+            mark = (it, time.time())
+        while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
+            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            it += 1
+            if it % args.eval_every == 0 or it == args.iters or run.stopped:
+                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
+                run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device, stats,
+                                        final=it == args.iters or run.stopped)
+                acc.zero_()
+                mark = (it, time.time())
+    return run.end(estimate_label(args))  # curves, summary.json and the exit code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
