@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
+import io
 import functools
 import inspect
 import json
@@ -565,7 +567,7 @@ def plot_digits(critic, real, fake, path: str, title: str = "", n_show: int = 64
             ax.axvline(1.0, color="k", lw=1.0)
         ax.set_xlabel(label)
         ax.set_title(f"{label} on {len(real)} samples each", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")  # "best" is slow on big data
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=12)
@@ -588,8 +590,9 @@ def _save(fig, path: str) -> str:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     tmp = os.path.join(d, f".{os.path.basename(path)}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with writing(path, tmp):
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
     return path
 
 
@@ -639,7 +642,7 @@ def plot_curves(metrics, path: str, title: str = "",
             ax.plot(it, col(key), style, label=label)
     ax.set_xlabel("generator iteration")
     ax.set_title("W1: exact vs the critic's estimate", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
 
     ax = axes[1]
@@ -667,7 +670,7 @@ def plot_curves(metrics, path: str, title: str = "",
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xlabel("generator iteration")
     ax.set_title("‖∇f‖ at the penalty points", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
 
     if has_cos:
@@ -795,7 +798,7 @@ def append_metrics(path: str, row: dict) -> None:
     if not new:
         with open(path, newline="") as fh:
             fields = next(csv.reader(fh))
-    with open(path, "a", newline="") as fh:
+    with writing(path), open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(row) if new else fields, extrasaction="ignore",
                            restval="")
         if new:
@@ -813,10 +816,48 @@ def trim_metrics(path: str, upto: int) -> set:
         rows = list(csv.reader(fh))
     keep = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= upto]
     if len(keep) < len(rows):
-        with open(path + ".tmp", "w", newline="") as fh:
-            csv.writer(fh).writerows(keep)
-        os.replace(path + ".tmp", path)
+        with writing(path, path + ".tmp"):
+            with open(path + ".tmp", "w", newline="") as fh:
+                csv.writer(fh).writerows(keep)
+            os.replace(path + ".tmp", path)
     return {int(float(r[0])) for r in keep[1:]}
+
+
+class WriteFailed(Exception):
+    """A file of a run could not be written (a full disk, most often). Says which file and why;
+    no_space tells a full disk (or quota) from other causes."""
+
+    def __init__(self, path: str, cause: BaseException):
+        self.path = path
+        self.no_space = getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+            isinstance(cause, RuntimeError)  # torch.save's writer says only "unexpected pos"
+        why = "no space left on the device" if getattr(cause, "errno", None) == errno.ENOSPC \
+            else getattr(cause, "strerror", None) or (str(cause).strip().splitlines() or [
+                type(cause).__name__])[0]
+        super().__init__(f"cannot write {path} ({why})")
+
+
+def _unfinished_save(e: RuntimeError) -> bool:
+    """torch.save's error for a file it could not finish writing (the disk filled up)."""
+    return any(s in str(e) for s in ("inline_container", "file write failed", "unexpected pos"))
+
+
+@contextlib.contextmanager
+def writing(path: str, tmp: str | None = None):
+    """Around writing the file at path (through tmp, replaced into path at the end): an OSError,
+    or torch.save's error for a file it could not finish, becomes WriteFailed naming the file,
+    and the unfinished tmp is removed, so that no empty or half file looks like output."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not _unfinished_save(e):
+            raise
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        raise WriteFailed(path, e) from None
 
 
 def _json_safe(v):
@@ -829,9 +870,10 @@ def _json_safe(v):
 
 def write_json(path: str, obj) -> None:
     """Write obj as strict JSON (non-finite numbers become null), atomically."""
-    with open(path + ".tmp", "w") as fh:
-        json.dump(_json_safe(obj), fh, indent=2, default=str, allow_nan=False)
-    os.replace(path + ".tmp", path)
+    with writing(path, path + ".tmp"):
+        with open(path + ".tmp", "w") as fh:
+            json.dump(_json_safe(obj), fh, indent=2, default=str, allow_nan=False)
+        os.replace(path + ".tmp", path)
 
 
 def versions(device) -> dict:
@@ -1050,13 +1092,15 @@ class Run:
             run.last to every evaluation's metrics row
         return run.end(estimate_label(args))
 
-    Inside `training`, Diverged, CaptureFailed and running out of memory end the run with their
-    status and a one-line reason, the last good checkpoint and figures kept; the first SIGINT or
-    SIGTERM sets run.stopped, so that the loop evaluates, saves and leaves (a second Ctrl-C stops
-    at once). Anything else is a bug and propagates as a traceback.
+    Inside `training`, Diverged, CaptureFailed, running out of memory and a file that cannot be
+    written (a full disk) end the run with their status and a one-line reason, the last good
+    checkpoint and figures kept; the first SIGINT or SIGTERM sets run.stopped, so that the loop
+    evaluates, saves and leaves (a second Ctrl-C stops at once). Anything else is a bug and
+    propagates as a traceback.
     """
 
-    EXIT = {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1}
+    EXIT = {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1,
+            "no_space": 1, "write_failed": 1}
 
     def __init__(self, parser, script: str, args, ckpt, device, method: str, cuda_graph: bool,
                  argv):
@@ -1069,10 +1113,18 @@ class Run:
         self.start = ckpt["iteration"] if ckpt else 0
         self.last, self.status, self.why, self.stop, self.t0 = None, "finished", "", None, \
             time.time()
-        write_json(self.path(f"config-resume{self.start}.json" if ckpt else "config.json"),
-                   {"script": script, "args": vars(args), "method": method,
-                    "argv": sys.argv if argv is None else argv, "cuda_graph": cuda_graph,
-                    "versions": versions(device)})
+        try:
+            write_json(self.path(f"config-resume{self.start}.json" if ckpt else "config.json"),
+                       {"script": script, "args": vars(args), "method": method,
+                        "argv": sys.argv if argv is None else argv, "cuda_graph": cuda_graph,
+                        "versions": versions(device)})
+        except WriteFailed as e:  # before anything ran: leave no folder that looks like a run
+            self.lock.close()
+            if not ckpt:
+                import shutil
+                shutil.rmtree(self.dir, ignore_errors=True)
+            say(f"[{script}] {e}: nothing ran", err=True)
+            raise SystemExit(1) from None
         say(f"[{script}] {method} · {args.data} · {args.iters} iterations on {device}"
             f"{' (CUDA graph)' if cuda_graph else ''}\n[{script}] run folder: {self.dir}")
 
@@ -1105,6 +1157,8 @@ class Run:
             self.status, self.why = "capture_failed", (
                 f"{e}; continue without the graph: --resume {self.path('checkpoint.pt')} "
                 f"--no-cuda-graph")
+        except WriteFailed as e:  # a full disk: what was written before stays good
+            self.status, self.why = "no_space" if e.no_space else "write_failed", str(e)
         except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
             if not isinstance(e, MemoryError) and "memory" not in str(e):
                 raise
@@ -1118,20 +1172,27 @@ class Run:
         release the folder; returns the exit code: 0 finished, 1 failed, 128 + the signal."""
         good = self.last["iter"] if self.last else self.start
         a, s = self.args, self.script
+        if not self.why:
+            try:
+                plot_curves(self.path("metrics.csv"), self.path("curves.png"),
+                            title=self.method, estimate_label=estimate_label)
+            except WriteFailed as e:
+                self.status, self.why = "no_space" if e.no_space else "write_failed", str(e)
         if self.why:
             say(f"[{s}] stopped after iteration {good}: {self.why}. The last good checkpoint and "
                 f"figures (iteration {good}) are kept in {self.dir}", err=True)
-        else:
-            plot_curves(self.path("metrics.csv"), self.path("curves.png"), title=self.method,
-                        estimate_label=estimate_label)
         if self.status == "interrupted":
             say(f"[{s}] interrupted at iteration {good}: checkpoint and figures written; "
                 f"continue with --resume {self.path('checkpoint.pt')}")
         seconds = time.time() - self.t0
-        write_json(self.path("summary.json"), {
-            "status": self.status, "iteration": good, "wall_time_s": seconds,
-            "run_dir": self.dir, "method": self.method, "data": a.data, "why": self.why or None,
-            "final": self.last})
+        try:
+            write_json(self.path("summary.json"), {
+                "status": self.status, "iteration": good, "wall_time_s": seconds,
+                "run_dir": self.dir, "method": self.method, "data": a.data,
+                "why": self.why or None, "final": self.last})
+        except WriteFailed as e:
+            say(f"[{s}] {e}: the run has no summary; --resume {self.path('checkpoint.pt')} "
+                f"writes it once there is space", err=True)
         say(f"[{s}] {self.status} in {fmt_time(seconds)} · run folder: {self.dir}")
         self.lock.close()
         return self.EXIT.get(self.status, 128 + ((self.stop and self.stop.signum) or 2))
@@ -1230,8 +1291,9 @@ def save_checkpoint(run_dir: str, state: dict, device) -> None:
     state = {**state, "rng_cpu": torch.get_rng_state(),
              "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
     path = os.path.join(run_dir, "checkpoint.pt")
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with writing(path, path + ".tmp"):
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
 
 
 def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
@@ -1304,9 +1366,12 @@ def given_options(parser, argv) -> set:
 
 def parse_or_resume(parser, argv, script: str, resumable: set):
     """Parse the command line, filling DATA_DEFAULTS for its --data and then the parser's
-    resolve (defaults that depend on other flags); with --resume, load the checkpoint and continue with the arguments it was made with, of which the command line may
-    change only `resumable`. Returns (args, checkpoint or None); a bad command line is a
-    one-line error and exit 2."""
+    resolve (defaults that depend on other flags); with --resume, load the checkpoint and
+    continue with the arguments it was made with (checked as a command line is: a damaged or
+    tampered checkpoint is refused), of which the command line may change only `resumable`.
+    A run that reached its --iters but has no summary yet (killed while it wrote its figures)
+    is completed without training. Returns (args, checkpoint or None); a bad command line is
+    a one-line error and exit 2."""
     args = parser.parse_args(argv)
     if args.resume is None:
         given = given_options(parser, argv)
@@ -1318,6 +1383,7 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
         return args, None
     try:
         ckpt = load_checkpoint(args.resume, script, set(vars(args)))
+        check_saved_args(parser, ckpt)
     except ValueError as e:
         parser.error(f"--resume: {e}")
     given = given_options(parser, argv) - {"resume"}
@@ -1327,7 +1393,54 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
                      + ", ".join("--" + k.replace("_", "-") for k in sorted(changed)))
     args = argparse.Namespace(**{**ckpt["args"], "resume": args.resume,
                                  **{k: getattr(args, k) for k in given}})
-    if args.iters <= ckpt["iteration"]:
+    if args.iters < ckpt["iteration"] or (args.iters == ckpt["iteration"] and run_ended(ckpt)):
         parser.error(f"--resume: the run is at iteration {ckpt['iteration']} already; pass "
                      f"--iters larger than that to continue it")
     return args, ckpt
+
+
+def run_ended(ckpt) -> bool:
+    """Whether the run of this checkpoint has its summary: it ended (a run killed between its
+    last checkpoint and its summary has none, and --resume completes it)."""
+    try:
+        with open(os.path.join(os.path.dirname(ckpt["path"]), "summary.json")) as fh:
+            return json.load(fh).get("status") in ("finished", "diverged")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_saved_args(parser, ckpt: dict) -> None:
+    """A checkpoint's arguments pass the checks the command line passes: rebuilt into the flags
+    that give them and parsed by the script's own parser (types, ranges, choices, the flags
+    that go together), each value as it was saved; its iteration is a count within its
+    --iters. ValueError saying what is damaged otherwise: nothing but tensors is trusted."""
+    saved, argv = ckpt["args"], []
+    for act in parser._actions:
+        if not act.option_strings or act.dest in ("help", "resume"):
+            continue
+        v, flag = saved.get(act.dest), act.option_strings[0]
+        if isinstance(act, argparse._StoreTrueAction):
+            if not isinstance(v, bool):
+                raise ValueError(f"damaged checkpoint: {flag} is {v!r}, not true or false")
+            argv += [flag] if v else []
+        elif v is None:
+            if act.default is not None:
+                raise ValueError(f"damaged checkpoint: it has no {flag}")
+        else:
+            argv += [flag, *(map(str, v) if isinstance(v, list) and act.nargs else [str(v)])]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            parsed = vars(parser.parse_args(argv))
+    except SystemExit:
+        why = (err.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
+        raise ValueError(f"damaged checkpoint: its arguments are refused ({why})") from None
+    for k, v in parsed.items():
+        if k != "resume" and (saved.get(k) != v or type(saved.get(k)) is not type(v)) \
+                and not (isinstance(v, float) and isinstance(saved.get(k), int)):
+            raise ValueError(f"damaged checkpoint: --{k.replace('_', '-')} is "
+                             f"{saved.get(k)!r}")
+    it = ckpt["iteration"]
+    if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= saved["iters"]:
+        raise ValueError(f"damaged checkpoint: its iteration is {it!r}, not a count from 0 to "
+                         f"its --iters {saved['iters']}")

@@ -364,12 +364,19 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
 
 # ------------------------------------------------------ run files (the same in every method script)
 def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
-    """Load a checkpoint's weights, optimiser and random states onto this run's device."""
-    G.load_state_dict(ckpt["G"])
-    D.load_state_dict(ckpt["D"])
-    common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
-    common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
-    common.restore_rng(ckpt, device)
+    """Load a checkpoint's weights, optimiser and random states onto this run's device; one
+    whose tensors do not fit this run is a one-line error and exit 2, before anything is
+    written."""
+    try:
+        G.load_state_dict(ckpt["G"])
+        D.load_state_dict(ckpt["D"])
+        common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
+        common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
+        common.restore_rng(ckpt, device)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        why = (str(e).strip() or type(e).__name__).splitlines()[0]
+        build_parser().error(f"--resume: damaged checkpoint {ckpt['path']}: its tensors do not "
+                             f"fit this run ({why})")
     return ckpt["iteration"]
 
 
@@ -397,9 +404,9 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     G, D = (m.to(device) for m in make_models(args))
     opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
+    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
     run = common.Run(build_parser(), SCRIPT, args, ckpt, device, method_name(args), use_graph,
                      argv)  # the run folder, its lock and config.json, or one line and exit 2
-    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
     step = functools.partial(train_step, G, D, opt_g, opt_d, args)
     run_step = common.CudaGraphStep(step) if use_graph else step
     acc, it, mark = torch.zeros(len(STEP_COLUMNS), device=device), start, (start, time.time())

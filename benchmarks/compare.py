@@ -148,12 +148,14 @@ def summarise(runs, ended):
             continue
         groups.setdefault((name, data), []).append(s)
     for (name, data), ss in groups.items():
-        ss = [s for s in ss if s.get("final")]  # a run that diverged before its first row
+        # a run that diverged before its first row has no final row: counted as diverged
+        ss = [s for s in ss if s.get("final") or s["status"] == "diverged"]
         if not ss:
             continue
         ratios = [(sweep.ratio(s["final"].get("w1"), s["final"].get("w1_floor")) or float("inf"))
                   if s["status"] == "finished" else float("inf") for s in ss]
         done = [s["final"] for s in ss if s["status"] == "finished"]
+        rows = [s["final"] for s in ss if s.get("final")]
         modes = [f.get("modes", f.get("classes")) for f in done]  # digits: classes covered
         hq = [f.get("high_quality", f.get("class_tv")) for f in done]  # digits: class TV
         table.append({
@@ -165,8 +167,7 @@ def summarise(runs, ended):
                                                 if s["status"] == "finished"]),
             "diverged": sum(s["status"] == "diverged" for s in ss),
             "modes_median": statistics.median(modes) if modes and modes[0] is not None else None,
-            "n_modes": (ss[0]["final"].get("n_modes", ss[0]["final"].get("n_classes"))
-                        if ss[0]["final"] else None),
+            "n_modes": rows[0].get("n_modes", rows[0].get("n_classes")) if rows else None,
             "w1_median": sweep.median_of([f.get("w1") for f in done]),
             "w1_floor_median": sweep.median_of([f.get("w1_floor") for f in done]),
             "w1_mean_digit": sweep.median_of([f.get("w1_mean_digit") for f in done]),
@@ -234,11 +235,11 @@ def draw_grids(runs, out, table, ended):
     paths = []
     for data in common.DATASETS:
         panels, seen = [], set()
-        for key, name, _, _, d, seed, is_fixed in runs:
+        for key, name, script, _, d, seed, is_fixed in runs:
             if d != data or is_fixed or name in seen:
                 continue
             seen.add(name)  # first seed of each configuration
-            final = sweep.load_final(ended.get(key))
+            final = sweep.load_final(ended.get(key), script)
             if final is None:
                 continue
             D, real, fake = final
@@ -317,8 +318,8 @@ def main(argv=None):
         print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
               f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
     if signum:
-        print("[compare] interrupted: the runs that were running wrote their checkpoints; the "
-              "same command resumes them", flush=True)
+        print(f"[compare] interrupted: {sweep.after_interruption(runs, wants, a.out, ended)}",
+              flush=True)
     lock.close()
     return code
 

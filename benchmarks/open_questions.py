@@ -158,11 +158,11 @@ def distance_figure(runs, a, ended):
                minus_d, real, None)]
     corr = {r["config"]: r["dist_corr"] for r in summarise(runs, ended)}
     seen = set()
-    for key, name, *_ in runs:
+    for key, name, script, *_ in runs:
         if name in seen or not any(name == g[0] and "Q1" in g[3] for g in grid()):
             continue
         seen.add(name)
-        final = sweep.load_final(ended.get(key))
+        final = sweep.load_final(ended.get(key), script)
         if final is not None:
             D, r, fk = final
             panels.append((f"{name}\ncorr(f, −d) {sweep.fmt(corr.get(name), '.2f')} (median)",
@@ -195,7 +195,8 @@ def main(argv=None):
     distance_figure(runs, a, ended)
     print(f"[questions] {len(runs) - len(missing)} of {len(runs)} runs done; "
           f"{os.path.join(a.out, 'questions.md')}"
-          + ("; interrupted: the same command resumes the rest" if signum else ""), flush=True)
+          + (f"; interrupted: {sweep.after_interruption(runs, wants, a.out, ended)}"
+             if signum else ""), flush=True)
     lock.close()
     return 128 + signum if signum else (1 if missing and not a.no_run else 0)
 

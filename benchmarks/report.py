@@ -14,7 +14,8 @@ and this script rewrites what is between them from CSV (a path relative to the r
     fixed      compare.py's fixed.csv (the critic alone, generator fixed)
     questions  benchmarks/open_questions.py's questions.csv
     batch_w1   benchmarks/batch_w1.py's batch_w1.csv
-    w1         benchmarks/w1_benchmark.py's results.csv (both pairs side by side)
+    w1         benchmarks/w1_benchmark.py's results.csv: the 2-D pairs side by side
+    w1_dims    the same across dimensions: a table per funnel count, a column per dimension
     summary    every constraint in one row: CSV is a ';'-separated list of the sweeps it joins
 
     python benchmarks/report.py            # rewrite the tables in README.md and results/README.md
@@ -37,9 +38,21 @@ DOCUMENTS = ("README.md", os.path.join("results", "README.md"))
 MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
+class ReportError(ValueError):
+    """A document or a CSV report.py cannot render from: nothing is rewritten (exit 2)."""
+
+
 def rows_of(path: str) -> list:
-    with open(os.path.join(ROOT, path), newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The rows of a committed CSV; ReportError for one that is missing or has no rows (an
+    empty table would blank the rows it renders)."""
+    try:
+        with open(os.path.join(ROOT, path), newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as e:
+        raise ReportError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if not rows:
+        raise ReportError(f"{path}: no rows (an empty or header-only CSV)")
+    return rows
 
 
 def cells(rows) -> list:
@@ -126,6 +139,9 @@ def batch_w1(rows) -> list:
 
 
 def w1(rows) -> list:
+    """The 2-D pairs side by side: every constraint's cos / L2 / est÷W1 beside its family's
+    published row."""
+    rows = [r for r in rows if r.get("dim", "2") == "2"]
     by = {(r["config"], r["funnels"]): r for r in rows}
     pairs = sorted({r["funnels"] for r in rows}, key=int)
     out = ["| constraint | " + " | ".join(f"{f} funnels: cos / L2 / est÷W1 | published ({f})"
@@ -146,24 +162,57 @@ def w1(rows) -> list:
     return out
 
 
+def w1_dims(rows) -> list:
+    """The W1 benchmark across dimensions: a table per funnel count, a column per dimension,
+    each cell cos / est÷W1 (medians over the seeds) with the published solver's in brackets,
+    and what one critic update costs at the smallest and the largest dimension."""
+    out = []
+    for funnels in sorted({r["funnels"] for r in rows}, key=int):
+        rs = [r for r in rows if r["funnels"] == funnels]
+        dims = sorted({r["dim"] for r in rs}, key=int)
+        by = {(r["config"], r["dim"]): r for r in rs}
+        out += [f"{funnels} funnels, cos / est÷W1 (the published solver's in brackets):", "",
+                "| constraint (published solver) | " + " | ".join(f"D = {d}" for d in dims)
+                + f" | ms/it, D = {dims[0]} → {dims[-1]} |", "|---|" + "---|" * (len(dims) + 1)]
+        for name in dict.fromkeys(r["config"] for r in rs):
+            cells = []
+            for d in dims:
+                r = by.get((name, d))
+                cell = "–" if r is None else f"{num(r['cos'])} / {num(r['est_over_w1'])}"
+                if r is not None and r["published_solver"]:
+                    cell += f" ({num(r['published_cos'])} / {num(r['published_est_over_w1'])})"
+                cells.append(cell)
+            ends = [by.get((name, d)) for d in (dims[0], dims[-1])]
+            ms = " → ".join(num(r["ms_per_iter"], ".0f") if r else "–" for r in ends)
+            solver = next((r["published_solver"] for r in rs if r["config"] == name), "")
+            out.append(f"| {name}{f' ({solver})' if solver else ''} | " + " | ".join(cells)
+                       + f" | {ms} |")
+        out.append("")
+    return out
+
+
 def w1_pairs(rows) -> list:
     """benchmarks/w1_benchmark.py's own results.md: a table per pair, every constraint's cos, L2
     and estimate / true W1 as median [min, max] over its seeds, beside the published row."""
     out = []
-    for funnels in sorted({r["funnels"] for r in rows}, key=int):
-        rs = [r for r in rows if r["funnels"] == funnels]
-        out += [f"### {funnels} funnels (true W1 {num(rs[0]['true_w1'], '.3f')}; the paper's "
-                f"{num(rs[0]['published_true_w1'], '.3f')})", "",
+    pairs = sorted({(r["dim"], r["funnels"]) for r in rows}, key=lambda p: (int(p[0]), int(p[1])))
+    for dim, funnels in pairs:
+        rs = [r for r in rows if (r["dim"], r["funnels"]) == (dim, funnels)]
+        out += [f"### D = {dim}, {funnels} funnels (true W1 {num(rs[0]['true_w1'], '.3f')}; the "
+                f"paper's {num(rs[0]['published_true_w1'], '.3f')})", "",
                 "| constraint | seeds × iters | cos | L2 | est / W1 | published (solver: cos, "
-                "L2, est / W1) | on a centre | s per run |", "|---|---|---|---|---|---|---|---|"]
+                "L2, est / W1) | on a centre | ms/it |", "|---|---|---|---|---|---|---|---|"]
         for r in rs:
             pub = (f"{r['published_solver']}: {num(r['published_cos'])}, "
                    f"{num(r['published_l2'])}, {num(r['published_est_over_w1'])}"
                    if r["published_solver"] else "–")
-            out.append(f"| {r['config']} | {r['seeds']} × {r['iters']} | {spread(r, 'cos', k='')} "
-                       f"| {spread(r, 'l2', k='')} | {spread(r, 'est_over_w1', k='')} | {pub} | "
+            div = f" ({r['diverged']} diverged)" if r.get("diverged") not in ("0", "", None) \
+                else ""
+            out.append(f"| {r['config']} | {r['seeds']} × {r['iters']}{div} | "
+                       f"{spread(r, 'cos', k='')} | {spread(r, 'l2', k='')} | "
+                       f"{spread(r, 'est_over_w1', k='')} | {pub} | "
                        f"{num(100 * float(r['at_centre']), '.0f')} % | "
-                       f"{num(r['seconds'], '.0f')} |")
+                       f"{num(r['ms_per_iter'], '.1f')} |")
         out.append("")
     return out
 
@@ -174,9 +223,10 @@ def summary(paths) -> list:
     toys, digits, bench = {}, {}, {}
     for path in paths:
         for r in rows_of(path):
+            if "config" not in r or ("funnels" not in r and "data" not in r):
+                raise ReportError(f"{path}: neither a grid's nor the W1 benchmark's results.csv")
             if "funnels" in r:
-                if r.get("dim", "2") == "2":  # the 2-D pairs
-                    bench[(r["config"], r["funnels"])] = r
+                bench[(r["config"], r.get("dim", "2"), r["funnels"])] = r
             elif r["data"] == "digits":
                 digits[r["config"]] = r
             else:
@@ -201,31 +251,59 @@ def summary(paths) -> list:
         return f"{num(r['w1_over_floor_median'])}, {num(r['modes_median'], 'g')}/10"
 
     def w1b(c):
-        if (c, "4") not in bench:
-            return "–"
-        a, b = bench[(c, "4")], bench.get((c, "16"))
-        return f"{num(a['cos'])} · {num(b['cos']) if b else '–'} ({num(a['est_over_w1'])})"
+        def trend(funnels):
+            low, high = (bench.get((c, d, funnels)) for d in ("2", "128"))
+            if not (low or high):
+                return "–"
+            return f"{num(low['cos']) if low else '–'}→{num(high['cos']) if high else '–'}"
+        return f"{trend('4')} · {trend('64')}"
 
     out = ["| constraint | swiss roll: W1/floor (converged) | modes: 8 · 25 gaussians | "
-           "digits: W1/floor, classes | W1 benchmark: cos 4 · 16 funnels (est/W1, 4) |",
+           "digits: W1/floor, classes | W1 benchmark: cos, 2-D→128-D (4 · 64 funnels) |",
            "|---|---|---|---|---|"]
     out += [f"| {spec['summary']} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(c)} |"
             for c, _, spec in sweep.configs() if "summary" in spec]
     return out
 
 
-KINDS = {"grid": grid, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1}
+KINDS = {"grid": grid, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1,
+         "w1_dims": w1_dims}
 
 
 def render(kind: str, source: str) -> str:
-    if kind == "summary":
-        return "\n".join(summary(source.split(";"))) + "\n"
-    if kind not in KINDS:
-        raise ValueError(f"unknown table kind {kind!r}")
-    return "\n".join(KINDS[kind](rows_of(source))) + "\n"
+    """The table of this kind from its CSV(s); ReportError naming the file and what is wrong
+    with it (a missing column, a cell that is no number)."""
+    if kind != "summary" and kind not in KINDS:
+        raise ReportError(f"unknown table kind {kind!r}")
+    try:
+        lines = summary(source.split(";")) if kind == "summary" else KINDS[kind](rows_of(source))
+    except KeyError as e:
+        raise ReportError(f"{source}: no column {e.args[0]!r}") from None
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ReportError):
+            raise
+        raise ReportError(f"{source}: a cell is not what the table needs ({e})") from None
+    return "\n".join(lines) + "\n"
 
 
-def update(text: str) -> str:
+MARKERS = re.compile(r"<!-- (table \w+ [^ ]+|/table) -->")
+
+
+def update(text: str, doc: str = "the document") -> str:
+    """text with every generated table rewritten; ReportError, and nothing rewritten, if its
+    markers do not pair up (a lost closing marker would make the table swallow the prose up to
+    the next one)."""
+    expect_open = True
+    for m in MARKERS.finditer(text):
+        opening = m.group(1).startswith("table ")
+        if opening != expect_open:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ReportError(f"{doc}:{line}: " + (
+                "a table opens before the last one closed (a lost <!-- /table -->?)" if opening
+                else "<!-- /table --> with no table open"))
+        expect_open = not expect_open
+    if not expect_open:
+        raise ReportError(f"{doc}: the last table never closes (a lost <!-- /table -->?)")
     return MARKER.sub(lambda m: m.group(1) + render(m.group(2), m.group(3)) + m.group(5), text)
 
 
@@ -237,22 +315,28 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """0: every table is up to date (or rewritten); 1: --check found one out of date; 2: a
+    document or a CSV it cannot render from, and nothing is rewritten."""
     a = parse_args(argv)
-    stale = []
+    new = {}
     for doc in DOCUMENTS:
         path = os.path.join(ROOT, doc)
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
-        new = update(text)
-        if new != text:
-            stale.append(doc)
-            if not a.check:
-                with open(path, "w", encoding="utf-8") as fh:
-                    fh.write(new)
+        try:
+            new[path] = (text, update(text, doc))
+        except ReportError as e:
+            print(f"report.py: {e}; nothing is rewritten", file=sys.stderr)
+            return 2
+    stale = [os.path.relpath(p, ROOT) for p, (old, text) in new.items() if old != text]
     if a.check and stale:
         print(f"report.py: out of date: {', '.join(stale)} (run python benchmarks/report.py)",
               file=sys.stderr)
         return 1
+    for path, (old, text) in new.items():
+        if old != text:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
     print(("rewrote " + ", ".join(stale)) if stale else "every table is up to date")
     return 0
 

@@ -62,6 +62,11 @@ def parse(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("script_args", nargs="*", help="extra flags for the script, after --")
     a = p.parse_args(argv)
+    own = {"--dim", "--batch", "--data", "--n-critic", "--device", "--iters"}
+    set_here = sorted({f.split("=")[0] for f in a.script_args} & own)
+    if set_here:  # the table's header and rows say this program's values: they must be the run's
+        p.error(f"{set_here[0]} after -- would override speed.py's own; give it before --"
+                + (" (as --dims)" if set_here[0] == "--dim" else ""))
     try:
         device = common.pick_device(a.device)
     except ValueError as e:
@@ -83,11 +88,16 @@ def main(argv=None):
         args, _ = common.parse_or_resume(parser, [
             "--dim", str(dim), "--batch", str(a.batch), "--data", a.data, "--n-critic",
             str(a.n_critic), *a.script_args], a.script, set())
-        eager = time_path(mod, args, device, False, a.iters, a.warmup)
+        try:
+            eager = time_path(mod, args, device, False, a.iters, a.warmup)
+        except FloatingPointError as e:
+            print(f"speed.py: width {dim}: {e} (the flags after -- make it diverge?)",
+                  file=sys.stderr, flush=True)
+            return 1
         if use_graph:
             try:
                 graph = time_path(mod, args, device, True, a.iters, max(a.warmup, 4))
-            except common.CaptureFailed as e:
+            except (common.CaptureFailed, FloatingPointError) as e:
                 print(f"{dim:>6} {eager:>12.2f} {'(failed)':>12}   {e}", flush=True)
                 return 1
             print(f"{dim:>6} {eager:>12.2f} {graph:>12.2f} {eager / graph:>8.1f}x", flush=True)

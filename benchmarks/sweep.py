@@ -114,19 +114,20 @@ def ran_on(ended) -> str:
     return "; ".join(seen) if seen else "no run that ended"
 
 
-def load_final(s):
-    """The final critic and 512 generated points of the run whose summary is s (None: no run
-    ended, or its checkpoint is gone, damaged or not a method script's: nothing to draw)."""
+def load_final(s, script: str):
+    """The final critic and 512 generated points of the run whose summary is s, a run of the
+    method script `script` (None: no run ended, or its checkpoint is gone, damaged or not that
+    script's: nothing to draw). Only that script is imported, whatever the checkpoint says."""
     import argparse
     import torch
-    if s is None:
+    if s is None or script not in common.SCRIPTS:
         return None
     try:
         ck = torch.load(os.path.join(s["folder"], "checkpoint.pt"), map_location="cpu",
                         weights_only=True)
-        if ck.get("script") not in common.SCRIPTS:  # only the project's own scripts are imported
+        if ck.get("script") != script:
             return None
-        mod = importlib.import_module(ck["script"])
+        mod = importlib.import_module(script)
         args = argparse.Namespace(**ck["args"])
         G, D = mod.make_models(args)
         D.load_state_dict(ck["D"])
@@ -172,6 +173,19 @@ def _read_json(path):
     return obj if isinstance(obj, dict) else None
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def summary_ok(s) -> bool:
+    """Whether a summary.json holds what a script writes: a status, a wall time, and a final
+    row of numbers (or none); a tampered or damaged one is no run's, and no table reads it."""
+    final = s.get("final")
+    return isinstance(s.get("status"), str) and _number(s.get("wall_time_s")) and (
+        final is None or isinstance(final, dict) and all(
+            v is None or _number(v) for v in final.values()))
+
+
 def differences(want: dict, got: dict) -> str:
     """The arguments that differ, as flags: '--iters 20 (asked 40), --dim 16 (asked 32)'."""
     keys = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
@@ -205,7 +219,7 @@ def find(folder: str, want: dict) -> Found:
             continue
         summ = _read_json(os.path.join(run_dir, "summary.json"))
         if os.path.exists(os.path.join(run_dir, "summary.json")) and (
-                summ is None or not isinstance(summ.get("status"), str)):
+                summ is None or not summary_ok(summ)):
             found.foreign += 1
             continue
         status = summ.get("status") if summ else None
@@ -451,6 +465,22 @@ class Progress:
         return f"{self.counts(running())} | still running"
 
 
+def after_interruption(runs, wants, out: str, ended: dict) -> str:
+    """What a call that was interrupted leaves, in a line: the runs not done that have a
+    checkpoint to resume from (a run stopped by the first signal writes one; a second signal, or
+    a Ray task abandoned, leaves none), and those that start from the beginning."""
+    left = [k for k, *_ in runs if ended.get(k) is None]
+    back = [k for k in left if find(os.path.join(out, "runs", k), wants[k]).resumable]
+    parts = []
+    if back:
+        parts.append(f"{len(back)} interrupted run(s) have their checkpoints and the same command "
+                     f"resumes them")
+    if len(left) > len(back):
+        parts.append(f"{len(left) - len(back)} run(s) have none (not started, or stopped at "
+                     f"once) and the same command runs them from the start")
+    return "; ".join(parts) or "every run ended"
+
+
 def said(failures: dict, most: int = 8) -> str:
     """The failed runs and why, for a table's note: 'key (why); key (why); … and 3 more'."""
     items = [f"{k} ({why})" for k, why in sorted(failures.items())]
@@ -501,7 +531,7 @@ def execute(runs, wants, a, tag, cluster=None):
                       f"--refuse-mismatch to run them again")
     if foreign:
         print(f"[{tag}] {foreign} file(s) under {os.path.join(out, 'runs')} are no run's "
-              f"config or summary: ignored", flush=True)
+              f"config or summary, or damaged: ignored, and not in the tables", flush=True)
     signum, failed = None, {}
     if not a.no_run:
         progress = Progress(tag, len(runs), sum(

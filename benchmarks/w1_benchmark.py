@@ -1,39 +1,46 @@
-"""Which constraint finds the true critic? Every constraint of the method scripts on the W1
-benchmark of Korotin, Kolesov, Burnaev 2022, where the optimal critic is known in closed form.
+"""Which constraint finds the true critic, and does it still in 128 dimensions? Every constraint
+of the method scripts on the W1 benchmark of Korotin, Kolesov, Burnaev 2022, whose pairs have an
+optimal critic known in closed form, in every dimension they publish.
 
 "Kantorovich Strikes Back! Wasserstein GANs are not Optimal Transport?", NeurIPS 2022 Datasets and
-Benchmarks (code and data: justkolesov/Wasserstein1Benchmark, MIT licence; the 2-D pairs are in
-benchmarks/data/w1_benchmark_2d.json with their attribution). For a pair with K funnels:
+Benchmarks (code and data: justkolesov/Wasserstein1Benchmark, MIT licence; all 28 pairs, D ∈ {2,
+4, 8, 16, 32, 64, 128} × K ∈ {4, 16, 64, 256} funnels, are in benchmarks/data/
+w1_benchmark_nd.json with their attribution). For a pair in D dimensions with K funnels:
 
     u(x) = min_k ‖x − c_k‖ + b_k                 a 1-Lipschitz potential ("MinFunnels")
-    Q    = uniform on [−2.5, 2.5]²                (this project's "fake")
+    Q    = uniform on [−2.5, 2.5]^D               (this project's "fake")
     P    : y ~ Q, k its funnel, x = c_k + t⁸·(up − c_k), t = ‖y − c_k‖/‖up − c_k‖, up where the ray
-           from c_k through y leaves the square or enters another funnel   ("real")
+           from c_k through y leaves the cube or enters another funnel   ("real")
     W1(P, Q) = E‖x − y‖ (the plan moves each point along a ray of u), optimal critic f* = −u
 
 Metrics at samples x of P (their definitions): cos = mean cos(∇f(x), −∇u(x)); L2 = mean
 ‖∇f(x) + ∇u(x)‖²; estimate = E_P f − E_Q f against the true W1 of the plan. One departure: their
 code takes ∇u by autograd through torch.cdist, whose default form ‖x‖² + ‖c‖² − 2x·c loses
-digits next to a funnel centre, where P's samples gather (t⁸ is small); here distances are taken
-from differences, ∇u = (x − c_k)/‖x − c_k‖ exactly, and the samples that sit exactly on a centre
-(t⁸ underflows; ∇u is undefined there) are left out of cos and L2, their share stated.
+digits next to a funnel centre, where P's samples gather (t⁸ is small); here ∇u = (x − c_k)/
+‖x − c_k‖ from the difference itself, and the samples that sit exactly on a centre (t⁸ underflows;
+∇u is undefined there) are left out of cos and L2, their share stated.
 
-Each constraint is what a method script declares for this benchmark (the configurations marked
-"w1" in its CONFIGS, with their flags), trained by the script's own functions: its critic_net
-builds the critic (a ReLU MLP 2-128-128-1, spectrally normalised for wgan_sn.py) and its
-critic_step makes each update (the loss with its penalty, or the clipping after it), with the
-benchmark's protocol: Adam 2e-4 with betas (0, 0.9), batch 1024, one critic step per
-iteration, the critic high on P ("real"). Writes
-<out>/results.md and .csv (every constraint's cos, L2 and estimate / true W1 as median
-[min, max] over the seeds, beside the published row where one exists), runs.csv (each
-training's metrics), and per pair
-<out>/pair-<K>.png: the true potential with its gradient field, then each constraint's critic
-with the map of cos(∇f, −∇u) over the square (where the constraint goes wrong).
+Each constraint is what a method script declares for this benchmark (its CONFIGS: the
+configurations marked "w1", with their flags), trained by the script's own functions: its
+critic_net builds the critic, widths [D, h, h, 1] with h = max(2D, 128) as their protocol (a ReLU
+MLP; spectrally normalised for wgan_sn.py, orthogonal with GroupSort for wgan_groupsort.py), and
+its critic_step makes every update (the loss with its penalty, or the clipping after it); Adam
+2e-4 with betas (0, 0.9), batch 1024, one critic step per iteration, the critic high on P
+("real"). By default the main configuration of every constraint (the one the README's summary
+shows); --all-configs adds the variants (every pairing, perturbation, ε).
 
-    python benchmarks/w1_benchmark.py                          # 4 and 16 funnels, 3 seeds (~25 min)
-    python benchmarks/w1_benchmark.py --only gp- slogan --funnels 4 --seeds 0
-    python benchmarks/w1_benchmark.py --iters 60000 --device cuda --jobs 4  # their GP/LP protocol
-    python benchmarks/w1_benchmark.py --iters 60000 --ray auto --device cuda --gpus-per-run 0.25
+Writes into --out: runs.csv (a row per training: the store this benchmark reads back, so that a
+finished training is not run again and a smaller call never shrinks the tables), results.csv
+and results.md (every constraint's cos, L2 and estimate / true W1, median [min, max] over the
+seeds, beside the published row of its family, a table per pair), w1-by-dim.png (cos and
+estimate / W1 against the dimension, a panel per funnel count) and, for the 2-D pairs,
+pair-2d-<K>.png (the true potential, then each critic over the map of cos(∇f, −∇u)).
+
+    python benchmarks/w1_benchmark.py                          # D 2, 8, 32, 128 × 4, 64 funnels
+    python benchmarks/w1_benchmark.py --dims 2 --funnels 4 16 --all-configs --out w1-2d  # all
+    python benchmarks/w1_benchmark.py --only gp- slogan --dims 2 --funnels 4 --seeds 0
+    python benchmarks/w1_benchmark.py --protocol paper --device cuda --jobs 4   # their iterations
+    python benchmarks/w1_benchmark.py --protocol paper --ray auto --device cuda --gpus-per-run 0.25
 """
 from __future__ import annotations
 
@@ -57,17 +64,25 @@ import common  # noqa: E402
 import report  # noqa: E402
 import sweep  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benchmark_2d.json")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benchmark_nd.json")
+DIMS = (2, 4, 8, 16, 32, 64, 128)
 FUNNELS = (4, 16, 64, 256)
+BATCH = 1024
+# Their iterations per solver family (notebooks/test_nd.ipynb); a constraint they did not run
+# gets the gradient penalties' 60,000, the longest: --protocol paper.
+PAPER_ITERS = {"wgan": 5000, "wgan-gp": 60000, "wgan-lp": 60000, "sn-gan": 10000,
+               "sort-out": 25000, "cowgan": 25000}
+OTHER_PAPER_ITERS = 60000
+MARK = "Command: `python benchmarks/w1_benchmark.py"  # the first line of its results.md
 
-WIDTH = 128  # the critic's hidden width: theirs, max(2D, 128)
 
-
-def constraints() -> list:
+def constraints(all_configs: bool = True) -> list:
     """(name, script, flags, published solver or None) of every configuration a method script
-    marks "w1" (its CONFIGS), with the flags the benchmark runs it with."""
+    marks "w1" (its CONFIGS), with the flags the benchmark runs it with; all_configs=False keeps
+    the main one of each constraint (those with a row in the README's summary)."""
     return [(name, script, spec["flags"] + spec.get("w1_flags", []), spec.get("published"))
-            for name, script, spec in sweep.configs("w1")]
+            for name, script, spec in sweep.configs("w1")
+            if all_configs or "summary" in spec]
 
 
 def method(name: str):
@@ -78,69 +93,97 @@ def method(name: str):
     return mod, args
 
 
+def paper_iters(name: str) -> int:
+    pub = next(p for n, _, _, p in constraints() if n == name)
+    return PAPER_ITERS.get(pub, OTHER_PAPER_ITERS)
+
+
+def width(dim: int) -> int:
+    return max(2 * dim, 128)  # their protocol's hidden width
+
+
 # ------------------------------------------------------------------------------------- the pairs
-def load_pair(funnels: int) -> dict:
-    """The pair with this many funnels: centres (K, 2), biases (K,), half side, degree, and the
-    paper's metrics per solver."""
+def load_pair(dim: int, funnels: int) -> dict:
+    """The pair in `dim` dimensions with this many funnels: centres (K, D) and biases (K,) in
+    float64, half the cube's side, the degree, and the paper's metrics per solver."""
     with open(DATA) as fh:
-        p = json.load(fh)["pairs"][f"dim2_funnels{funnels}"]
-    return {"funnels": funnels, "centers": torch.tensor(p["centers"], dtype=torch.float32),
-            "bias": torch.tensor(p["bias"], dtype=torch.float32), "half": float(p["half_side"]),
-            "deg": int(p["deg"]), "published": p["published_metrics"]}
+        p = json.load(fh)["pairs"][f"dim{dim}_funnels{funnels}"]
+    return {"dim": dim, "funnels": funnels, "half": float(p["half_side"]), "deg": int(p["deg"]),
+            "centers": torch.tensor(p["centers"], dtype=torch.float64),
+            "bias": torch.tensor(p["bias"], dtype=torch.float64),
+            "published": p["published_metrics"]}
+
+
+def sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """‖x_i − c_k‖², (N, K), by matrix products in float64: the ~16 digits of float64 leave
+    ~8 after the cancellation of ‖x‖² + ‖c‖² − 2x·c, far more than float32's own 7."""
+    x, c = x.double(), c.double()
+    return ((x * x).sum(1, keepdim=True) - 2 * x @ c.T + (c * c).sum(1)).clamp(min=0)
+
+
+def funnel(x: torch.Tensor, pair: dict):
+    """(u(x), the index of the funnel that attains it), computed in float64."""
+    return (sq_dist(x, pair["centers"]).sqrt() + pair["bias"]).min(dim=1)
 
 
 def potential(x: torch.Tensor, pair: dict) -> torch.Tensor:
-    """u(x) = min_k ‖x − c_k‖ + b_k, shape (N,)."""
-    return (dist(x, pair["centers"].to(x)) + pair["bias"].to(x)).min(dim=1).values
-
-
-def dist(x, c):
-    """‖x_i − c_k‖ from the differences: torch.cdist's default ‖x‖² + ‖c‖² − 2x·c loses ~8
-    digits near a centre, where P's samples gather, and its gradient with them."""
-    return torch.cdist(x, c, compute_mode="donot_use_mm_for_euclid_dist")
+    """u(x) = min_k ‖x − c_k‖ + b_k, shape (N,), float64, its funnel's distance taken from the
+    difference (exact, and differentiable but at the centre)."""
+    x = x.double()
+    k = funnel(x, pair)[1]
+    return (x - pair["centers"][k]).norm(dim=1) + pair["bias"][k]
 
 
 def potential_grad(x: torch.Tensor, pair: dict) -> torch.Tensor:
-    """∇u(x) = (x − c_k)/‖x − c_k‖ for x's funnel k; NaN where x is a funnel centre (undefined)."""
-    c = pair["centers"].to(x)
-    k = (dist(x, c) + pair["bias"].to(x)).argmin(dim=1)
-    d = x - c[k]
+    """∇u(x) = (x − c_k)/‖x − c_k‖ for x's funnel k, from the difference itself (exact next to
+    a centre, where P gathers); NaN where x is a funnel centre (undefined there)."""
+    x = x.double()
+    d = x - pair["centers"][funnel(x, pair)[1]]
     n = d.norm(dim=1, keepdim=True)
-    return torch.where(n > 0, d / n.clamp(min=1e-30), torch.full_like(d, float("nan")))
+    return torch.where(n > 0, d / n.clamp(min=1e-300), torch.full_like(d, math.nan))
 
 
 def sample_q(n: int, pair: dict, generator: torch.Generator) -> torch.Tensor:
-    """Q: uniform on the square [−half, half]²."""
-    return (torch.rand(n, 2, generator=generator) * 2 - 1) * pair["half"]
+    """Q: uniform on the cube [−half, half]^D, float64."""
+    return (torch.rand(n, pair["dim"], generator=generator, dtype=torch.float64) * 2 - 1) \
+        * pair["half"]
 
 
 def sample_plan(n: int, pair: dict, generator: torch.Generator):
-    """(x, y): x ~ P, y ~ Q, x = y moved along its funnel's ray toward the centre (their
-    MotionSampler and get_borders, in float32 as theirs): the optimal plan for the distance."""
+    """(x, y) in float32: y ~ Q, x ~ P, x = y moved along its funnel's ray toward the centre
+    (their MotionSampler and get_borders, computed in float64): the optimal plan for the
+    distance cost. From y along v = (y − c_k)/‖y − c_k‖, the ray ends where the cube ends or
+    where a funnel j takes over, ‖y + rv − c_j‖ + b_j = u(y) + r, solved for r:
+        r_j = (‖y − c_j‖² − (u(y) − b_j)²) / (2((u(y) − b_j) − (y − c_j)·v))
+    taken where r_j > 0 and u(y) − b_j + r_j > 0; every (N, K) quantity is a matrix product."""
     y = sample_q(n, pair, generator)
     c, b, half = pair["centers"], pair["bias"], pair["half"]
-    u_y, k = (dist(y, c) + b).min(dim=1)
+    d2 = sq_dist(y, c)                                            # ‖y − c_j‖²
+    u_y, k = (d2.sqrt() + b).min(dim=1)
     low = c[k]
-    v = y - low
-    v = v / v.norm(dim=1, keepdim=True).clamp(min=1e-30)
-    # from y along v: where the square ends ...
+    base = (y - low).norm(dim=1)
+    v = (y - low) / base.clamp(min=1e-300)[:, None]
     r_box = ((torch.sign(v) * half - y) / v).abs().nan_to_num(nan=math.inf).min(dim=1).values
-    # ... and where another funnel j takes over: ‖y + r v − c_j‖ + b_j = u(y) + r, solved for r
-    da = y[:, None, :] - c[None]                      # (N, K, 2)
-    db = u_y[:, None] - b[None]                       # (N, K)
-    r = 0.5 * (da.pow(2).sum(2) - db.pow(2)) / (db - (da * v[:, None, :]).sum(2))
-    r = torch.where((r > 0) & (r > -db), r, torch.full_like(r, math.inf)).min(dim=1).values
+    db = u_y[:, None] - b                                         # u(y) − b_j
+    dav = (y * v).sum(1, keepdim=True) - v @ c.T                  # (y − c_j)·v
+    r = 0.5 * (d2 - db.pow(2)) / (db - dav)
+    own = torch.arange(len(c))[None, :] == k[:, None]             # r_k is 0/0: not a border
+    r = torch.where((r > 0) & (r > -db) & ~own, r, torch.full_like(r, math.inf)).min(dim=1).values
     up = y + v * torch.minimum(r_box, r)[:, None]
-    full, base = (up - low).norm(dim=1), (y - low).norm(dim=1)
-    t = torch.where((full > 0) & (base > 0), base / full.clamp(min=1e-30), torch.zeros_like(base))
+    full = (up - low).norm(dim=1)
+    t = torch.where((full > 0) & (base > 0), base / full.clamp(min=1e-300), torch.zeros_like(base))
     x = low + t.pow(pair["deg"])[:, None] * (up - low)
-    return x, y
+    return x.float(), y.float()
 
 
 def true_w1(pair: dict, n: int = 100_000, seed: int = 0) -> float:
-    """W1(P, Q) = E‖x − y‖ over the plan, by Monte Carlo."""
-    x, y = sample_plan(n, pair, torch.Generator().manual_seed(seed))
-    return (x - y).norm(dim=1).mean().item()
+    """W1(P, Q) = E‖x − y‖ over the plan, by Monte Carlo (in chunks of 8192)."""
+    g, total, done = torch.Generator().manual_seed(seed), 0.0, 0
+    while done < n:
+        x, y = sample_plan(min(8192, n - done), pair, g)
+        total += (x.double() - y.double()).norm(dim=1).sum().item()
+        done += len(x)
+    return total / n
 
 
 # ------------------------------------------------------------------------------------ the metrics
@@ -150,16 +193,17 @@ def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> d
     independent samples beside the true W1 of the plan's n pairs."""
     g = torch.Generator().manual_seed(seed)
     x, y = sample_plan(n, pair, g)
-    q = sample_q(n, pair, g)
-    want = -potential_grad(x, pair)
+    q = sample_q(n, pair, g).float()
+    want = -potential_grad(x, pair)  # at the points the critic sees (float32)
     ok = torch.isfinite(want).all(dim=1)
-    f_x, gn = (v.cpu() for v in critic_and_grad(critic, x.to(device)))
+    f_x, gn = (v.cpu().double() for v in critic_and_grad(critic, x.to(device)))
     cos = (gn * want).sum(1) / (gn.norm(dim=1) * want.norm(dim=1) + 1e-15)
     with torch.no_grad():
-        f_q = critic(q.to(device)).reshape(-1).cpu()
+        f_q = critic(q.to(device)).reshape(-1).cpu().double()
     return {"cos": cos[ok].mean().item(), "l2": (gn - want)[ok].pow(2).sum(1).mean().item(),
             "estimate": (f_x.mean() - f_q.mean()).item(),
-            "true_w1": (x - y).norm(dim=1).mean().item(), "at_centre": 1 - ok.float().mean().item()}
+            "true_w1": (x.double() - y.double()).norm(dim=1).mean().item(),
+            "at_centre": 1 - ok.double().mean().item()}
 
 
 def critic_and_grad(critic, x):
@@ -172,23 +216,24 @@ def critic_and_grad(critic, x):
 
 
 # ----------------------------------------------------------------------------- training one critic
-def make_critic(name: str, dim: int = 2) -> nn.Module:
-    """The benchmark's critic for the constraint `name`: widths [D, h, h, 1], built by its
-    script's critic_net (a ReLU MLP unless the method is an architecture)."""
+def make_critic(name: str, dim: int) -> nn.Module:
+    """The benchmark's critic for the constraint `name` in `dim` dimensions: widths
+    [D, h, h, 1], built by its script's critic_net."""
     mod, args = method(name)
-    return mod.critic_net([dim, WIDTH, WIDTH, 1], args)
+    return mod.critic_net([dim, width(dim), width(dim), 1], args)
 
 
-def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
+def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int = BATCH,
           device: str = "cpu", threads: int = 1) -> dict:
-    """Train one critic on one pair from one seed; return its metrics and the critic. The
-    batches are drawn on the CPU (one generator, whatever the device) and moved to `device`."""
+    """Train one critic on one pair from one seed; return its metrics and, for a 2-D pair, the
+    critic's weights (the figure draws them). The batches are drawn on the CPU (one generator,
+    whatever the device) and moved to `device`."""
     torch.set_num_threads(threads)
     device = common.pick_device(device)
     mod, args = method(name)
-    pair = load_pair(funnels)
+    pair = load_pair(dim, funnels)
     torch.manual_seed(seed)
-    D = make_critic(name).to(device)
+    D = make_critic(name, dim).to(device)
     opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
     g = torch.Generator().manual_seed(10_000 + seed)
     D.eval()  # measure without moving anything (spectral norm's u)
@@ -197,99 +242,198 @@ def train(name: str, funnels: int, seed: int, iters: int, batch: int = 1024,
     t = time.time()
     for _ in range(iters):
         p, _ = sample_plan(batch, pair, g)
-        q = sample_q(batch, pair, g)
+        q = sample_q(batch, pair, g).float()
         mod.critic_step(D, opt, p.to(device), q.to(device), args)  # P is "real", Q "fake"
     seconds = time.time() - t
     D.eval()
-    out = {"config": name, "funnels": funnels, "seed": seed, "iters": iters,
-           "seconds": seconds, **metrics(D, pair, seed=seed + 1, device=device),
-           "cos_at_start": first["cos"]}
-    if not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate")):
-        out["diverged"] = True
-    return {**out, "state": {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}}
+    out = {"config": name, "dim": dim, "funnels": funnels, "seed": seed, "iters": iters,
+           "batch": batch, "seconds": seconds, "ms_per_iter": 1000 * seconds / iters,
+           **metrics(D, pair, seed=seed + 1, device=device), "cos_at_start": first["cos"],
+           "device": common.device_name(device), "threads": threads}
+    out["diverged"] = not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate"))
+    if dim == 2:
+        out["state"] = {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}
+    return out
+
+
+# --------------------------------------------------------------------------- what runs.csv holds
+RUN_FIELDS = ["config", "dim", "funnels", "seed", "iters", "batch", "seconds", "ms_per_iter",
+              "cos", "l2", "estimate", "true_w1", "at_centre", "cos_at_start", "diverged",
+              "device", "threads"]
+NUMBERS = {"dim": int, "funnels": int, "seed": int, "iters": int, "batch": int, "threads": int,
+           "seconds": float, "ms_per_iter": float, "cos": float, "l2": float, "estimate": float,
+           "true_w1": float, "at_centre": float, "cos_at_start": float}
+
+
+def key(config, dim, funnels, seed) -> str:
+    return f"{config}-d{dim}-w{funnels}-s{seed}"
+
+
+def read_runs(path: str) -> dict:
+    """The trainings a runs.csv holds, {key: row}, or ValueError naming the file and what is
+    wrong with it (a damaged store is refused, not half read)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        out = {}
+        for r in rows:
+            lacks = set(RUN_FIELDS) - set(r)
+            if lacks:
+                raise ValueError(f"it lacks the columns {', '.join(sorted(lacks))}")
+            r = {k: NUMBERS[k](r[k]) if k in NUMBERS else r[k] for k in RUN_FIELDS}
+            r["diverged"] = r["diverged"] == "True"
+            out[key(r["config"], r["dim"], r["funnels"], r["seed"])] = r
+        return out
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"{path} is not a runs.csv this benchmark can read "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): move it "
+                         f"away or choose another --out") from None
+
+
+def write_runs(path: str, runs: dict) -> None:
+    with open(path + ".tmp", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=RUN_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(sorted(runs.values(), key=lambda r: (
+            r["dim"], r["funnels"], r["config"], r["seed"])))
+    os.replace(path + ".tmp", path)
 
 
 # ------------------------------------------------------------------------------- tables, figures
-def spread(rs, key: str, name: str, scale: float = 1.0) -> dict:
-    """{name, name_min, name_max}: median and range of r[key] / scale over the runs rs."""
-    v = [r[key] / scale for r in rs if math.isfinite(r[key])]
+def spread(rs, key_: str, name: str, scale=None) -> dict:
+    """{name, name_min, name_max}: median and range of r[key_] (over scale(r), if given) over
+    the runs rs that did not diverge."""
+    v = [r[key_] / (scale(r) if scale else 1) for r in rs if math.isfinite(r[key_])]
     return dict(zip((name, name + "_min", name + "_max"),
                     (statistics.median(v), min(v), max(v)) if v else (None,) * 3))
 
 
-def table(rows, pairs) -> list:
+def table(runs, pairs) -> list:
+    """A row per pair and constraint (in the scripts' order) of the trainings in runs."""
+    order = {n: i for i, (n, *_) in enumerate(constraints())}
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["dim"], r["funnels"], r["config"]), []).append(r)
     out = []
-    for funnels in sorted({r["funnels"] for r in rows}):
-        w1 = pairs[funnels]["true_w1"]
-        for name, _, _, pub in constraints():
-            rs = [r for r in rows if r["config"] == name and r["funnels"] == funnels]
-            if not rs:
-                continue
-            published = pairs[funnels]["published"].get(pub) if pub else None
-            out.append({"funnels": funnels, "config": name, "seeds": len(rs),
-                        "iters": rs[0]["iters"],
-                        **spread(rs, "cos", "cos"), **spread(rs, "l2", "l2"),
-                        **spread(rs, "estimate", "est_over_w1", w1),
-                        "published_solver": pub or "", "published_cos":
-                        published["cos"] if published else None,
-                        "published_l2": published["l2"] if published else None,
-                        "published_est_over_w1": published["cost"] / pairs[funnels]["published"]
-                        ["true"]["cost"] if published else None,
-                        "at_centre": statistics.median(r["at_centre"] for r in rs),
-                        "seconds": statistics.median(r["seconds"] for r in rs),
-                        "true_w1": w1, "published_true_w1":
-                        pairs[funnels]["published"]["true"]["cost"]})
+    for (dim, funnels, name), rs in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], order.get(kv[0][2], len(order)))):
+        pub_name = next((p for n, _, _, p in constraints() if n == name), None)
+        published = pairs[(dim, funnels)]["published"]
+        pub = published.get(pub_name) if pub_name else None
+        true = pairs[(dim, funnels)]["true_w1"]
+        out.append({"dim": dim, "funnels": funnels, "config": name, "seeds": len(rs),
+                    "iters": "/".join(str(i) for i in sorted({r["iters"] for r in rs})),
+                    **spread(rs, "cos", "cos"), **spread(rs, "l2", "l2"),
+                    **spread(rs, "estimate", "est_over_w1", lambda r: true),
+                    "diverged": sum(r["diverged"] for r in rs),
+                    "published_solver": pub_name or "",
+                    "published_cos": pub["cos"] if pub else None,
+                    "published_l2": pub["l2"] if pub else None,
+                    "published_est_over_w1": pub["cost"] / published["true"]["cost"]
+                    if pub else None,
+                    "true_w1": true, "published_true_w1": published["true"]["cost"],
+                    "at_centre": statistics.median(r["at_centre"] for r in rs),
+                    "seconds": statistics.median(r["seconds"] for r in rs),
+                    "ms_per_iter": statistics.median(r["ms_per_iter"] for r in rs)})
     return out
 
 
-def write(rows, pairs, a, command, minutes, failed=None):
-    """runs.csv (a row per training), results.csv (a row per constraint and pair) and
-    results.md, whose tables report.py renders from results.csv."""
-    os.makedirs(a.out, exist_ok=True)
-    fields = ["config", "funnels", "seed", "iters", "seconds", "cos", "l2", "estimate",
-              "true_w1", "at_centre"]
-    with open(os.path.join(a.out, "runs.csv"), "w", newline="") as fh:  # one row a training
-        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    t = table(rows, pairs)
+def write(runs, pairs, a, command, minutes, ran, planned, missing, failed):
+    """results.csv and results.md from every training runs.csv holds; the tables are
+    report.py's renderers."""
+    t = table(runs, pairs)
     report.write_csv(os.path.join(a.out, "results.csv"), t)
     import platform
-    lines = [f"Command: `{command.strip()}`", "",
-             "Ran on " + (f"a Ray cluster, {a.cpus_per_run:g} CPU(s) and {a.gpus_per_run:g} "
-                          f"GPU(s) per training, {max(1, int(a.cpus_per_run))} thread(s) each"
-                          if a.ray else f"this machine ({platform.machine()}, {os.cpu_count()} "
-                          f"cores), one thread per training, {a.jobs} at a time")
-             + f", --device {a.device}, torch {torch.__version__}; this call took "
-             f"{minutes:.0f} min."
-             + (f" Failed, and not in the tables: {sweep.said(failed)}." if failed else ""), "",
-             "Medians [min, max] over the seeds. cos: mean cos(∇f, −∇u) at samples of P (1: the "
-             "optimal critic's gradient); L2: mean ‖∇f + ∇u‖² there (0 is optimal); est/W1: the "
-             "critic's E_P f − E_Q f over the true W1 (1 is exact). 'published': the paper's "
-             "solver of that family under their full protocol (60,000 iterations for GP/LP, "
-             "10,000 SN, 25,000 CoWGAN, 5,000 clipping, which clips the weights but not the "
-             "biases) and their metric, which differentiates u through torch.cdist's "
-             "‖x‖² + ‖c‖² − 2x·c form, imprecise next to a funnel centre where P gathers; here "
-             "∇u is exact and the samples exactly on a centre (share in the last column) are "
-             "left out.", "", *report.w1_pairs(report.cells(t))]
+    where = (f"a Ray cluster, {a.cpus_per_run:g} CPU(s) and {a.gpus_per_run:g} GPU(s) per "
+             f"training, {max(1, int(a.cpus_per_run))} thread(s) each" if a.ray else
+             f"this machine ({platform.machine()}, {os.cpu_count()} cores), one thread per "
+             f"training, {a.jobs} at a time")
+    note = (f"This call ran {ran} training(s) on {where}, --device {a.device}, torch "
+            f"{torch.__version__}, in {minutes:.0f} min; the tables hold {len(runs)} "
+            f"(those run before are read back from runs.csv).")
+    if missing:
+        note += (f" **Not done: {len(missing)} of the {planned} planned** "
+                 f"({'; '.join(missing[:6])}{' …' if len(missing) > 6 else ''}): the same "
+                 f"command runs them.")
+    if failed:
+        note += f" Failed, and not in the tables: {sweep.said(failed)}."
+    lines = [f"Command: `{command.strip()}`", "", note,
+             "", "Medians [min, max] over the seeds. cos: mean cos(∇f, −∇u) at samples of P (1: "
+             "the optimal critic's gradient); L2: mean ‖∇f + ∇u‖² there (0 is optimal); est/W1: "
+             "the critic's E_P f − E_Q f over the true W1 (1 is exact). 'published': the "
+             "paper's solver of that family under their protocol (one seed; 60,000 iterations "
+             "for GP/LP, 25,000 sort-out and CoWGAN, 10,000 SN, 5,000 clipping, which clips the "
+             "weights but not the biases) and their metric, which differentiates u through "
+             "torch.cdist's ‖x‖² + ‖c‖² − 2x·c form, imprecise next to a funnel centre where P "
+             "gathers; here ∇u is exact and the samples exactly on a centre (share in 'on a "
+             "centre') are left out. ms/it: one critic update, median over the seeds.", "",
+             *report.w1_pairs(report.cells(t))]
     with open(os.path.join(a.out, "results.md"), "w") as fh:
         fh.write("\n".join(lines))
     return t
 
 
-def figure(rows, pair, path):
+def by_dim_figure(rows, path: str) -> str:
+    """cos(∇f, −∇u) and estimate / true W1 against the dimension: a column per funnel count,
+    a line per constraint (median over the seeds, the band their range), the published row of
+    its family dashed in the same colour."""
+    import numpy as np
+    funnels = sorted({r["funnels"] for r in rows})
+    names = list(dict.fromkeys(r["config"] for r in rows))
+    colours = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    styles = {n: "-" if i < 10 else "-." for i, n in enumerate(names)}
+    fig, axes, _ = common._panel_grid(2 * len(funnels), len(funnels), 4.6, 3.6)
+    axes = np.array(axes).reshape(2, len(funnels)) if len(funnels) > 1 else \
+        np.array(axes).reshape(2, 1)
+    for j, w in enumerate(funnels):
+        for i, (col, label) in enumerate((("cos", "cos(∇f, −∇u)"),
+                                          ("est_over_w1", "estimate / true W1"))):
+            ax = axes[i, j]
+            for n in names:
+                rs = sorted((r for r in rows if r["config"] == n and r["funnels"] == w
+                             and r[col] is not None), key=lambda r: r["dim"])
+                if not rs:
+                    continue
+                d = [r["dim"] for r in rs]
+                ax.plot(d, [r[col] for r in rs], styles[n], marker="o", ms=3, color=colours[n],
+                        label=n)
+                ax.fill_between(d, [r[col + "_min"] for r in rs], [r[col + "_max"] for r in rs],
+                                color=colours[n], alpha=0.12, lw=0)
+                pub = [(r["dim"], r["published_" + col]) for r in rs
+                       if r["published_" + col] is not None]
+                if pub:
+                    ax.plot(*zip(*pub), "--", color=colours[n], lw=1, alpha=0.8)
+            ax.axhline(1.0, color="k", lw=0.6)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("dimension D")
+            ax.set_ylabel(label)
+            ax.set_title(f"{w} funnels: {label}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            if col == "cos":
+                ax.set_ylim(-0.2, 1.05)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7,
+               title="constraint (dashed: published)", title_fontsize=7)
+    fig.suptitle("The W1 benchmark by dimension: does the critic point the right way (cos) and "
+                 "estimate W1? Median over the seeds, band: their range", fontsize=10)
+    return common._save(fig, path)
+
+
+def pair_figure(rows, pair, path):
     """The true critic −u with its gradient field, then each constraint's critic (first seed)
-    over the map of cos(∇f, −∇u): red where the critic's gradient points the wrong way."""
+    over the map of cos(∇f, −∇u): red where the critic's gradient points the wrong way. 2-D."""
     from matplotlib.colors import TwoSlopeNorm
     h, n = pair["half"], 96
-    xs = torch.linspace(-h, h, n)
+    xs = torch.linspace(-h, h, n, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(xs, xs, indexing="xy"), dim=-1).reshape(-1, 2)
     xs = xs.numpy()
     want = -potential_grad(grid, pair)
     firsts = {}
     for r in rows:
-        if r["funnels"] == pair["funnels"] and r["config"] not in firsts:
-            firsts[r["config"]] = r
+        if r["funnels"] == pair["funnels"] and r["dim"] == 2 and "state" in r:
+            firsts.setdefault(r["config"], r)
     panels = [("optimal critic −u, ∇(−u)", None)] + [
         (f"{name}\ncos {firsts[name]['cos']:.2f}, est/W1 "
          f"{firsts[name]['estimate'] / pair['true_w1']:.2f}", firsts[name])
@@ -303,10 +447,11 @@ def figure(rows, pair, path):
             g = want.reshape(n, n, 2).numpy()
             ax.quiver(xs[s], xs[s], g[s, s, 0], g[s, s, 1], color="k", scale=30, width=0.004)
         else:
-            D = make_critic(r["config"])
+            D = make_critic(r["config"], 2)
             D.load_state_dict(r["state"])
             D.eval()
-            f, gr = critic_and_grad(D, grid)
+            f, gr = critic_and_grad(D, grid.float())
+            gr = gr.double()
             cos = (gr * want).sum(1) / (gr.norm(dim=1) * want.norm(dim=1) + 1e-15)
             ax.imshow(cos.reshape(n, n).nan_to_num(0).numpy(), origin="lower",
                       extent=(-h, h, -h, h),
@@ -323,23 +468,38 @@ def figure(rows, pair, path):
 # ------------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
     p = common.ArgumentParser(prog="w1_benchmark.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--funnels", type=int, nargs="+", choices=FUNNELS, default=[4, 16],
-                   help="the pairs (funnel counts)")
+    p.add_argument("--dims", type=int, nargs="+", choices=DIMS, default=[2, 8, 32, 128],
+                   help="the pairs' dimensions")
+    p.add_argument("--funnels", type=int, nargs="+", choices=FUNNELS, default=[4, 64],
+                   help="the pairs' funnel counts")
     p.add_argument("--seeds", type=common.number(int, 0, 2**31, hi_ok=False), nargs="+",
                    default=[0, 1, 2], help="seeds of each training")
-    p.add_argument("--iters", type=common.number(int, 1), default=1500,
-                   help="critic iterations per training (theirs: 60,000 for GP/LP)")
+    p.add_argument("--iters", type=common.number(int, 1), default=None,
+                   help="critic iterations per training (default 1000; with --protocol paper, "
+                        "theirs for each solver family)")
+    p.add_argument("--protocol", choices=("short", "paper"), default="short",
+                   help="short: --iters for every constraint; paper: their iterations (5,000 "
+                        "clipping, 10,000 SN, 25,000 sort-out and CoWGAN, 60,000 the rest)")
+    p.add_argument("--all-configs", action="store_true",
+                   help="every configuration the scripts mark for this benchmark, not only the "
+                        "main one of each constraint")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep constraints whose name contains one of these strings")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for every training")
     p.add_argument("--out", default="results/w1_benchmark", help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the trainings --out holds with other iterations for the same "
+                        "constraint, pair and seed (default: refuse)")
     sweep.add_where_arguments(p, jobs=2, what="trainings")
     a = p.parse_args(argv)
     sweep.check_where(p, a, argv)
-    names = [c[0] for c in constraints()]
+    if a.protocol == "paper" and a.iters is not None:
+        p.error("--iters with --protocol paper: the paper's protocol sets the iterations")
+    names = [c[0] for c in constraints(a.all_configs)]
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
-    a.seeds = list(dict.fromkeys(a.seeds))
+    for k in ("seeds", "dims", "funnels"):  # a value given twice would train twice
+        setattr(a, k, list(dict.fromkeys(getattr(a, k))))
     try:
         if not a.ray:  # on Ray the workers have the devices
             common.pick_device(a.device)
@@ -352,86 +512,176 @@ def parse_args(argv=None):
     return a
 
 
+def plan(a) -> list:
+    """(key, (name, dim, funnels, seed, iters)) of every training this call asks for."""
+    names = [c[0] for c in constraints(a.all_configs)
+             if not a.only or any(s in c[0] for s in a.only)]
+    return [(key(n, d, w, s), (n, d, w, s, paper_iters(n) if a.protocol == "paper" else
+                               a.iters or 1000))
+            for d in a.dims for w in a.funnels for n in names for s in a.seeds]
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
-    names = [c[0] for c in constraints() if not a.only or any(s in c[0] for s in a.only)]
-    jobs = [(n, f, s) for f in a.funnels for n in names for s in a.seeds]
+    die = common.ArgumentParser(prog="w1_benchmark.py").error
+    todo = plan(a)
     command = "python benchmarks/w1_benchmark.py " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv)
-    pairs = {f: {**load_pair(f), "true_w1": true_w1(load_pair(f))} for f in a.funnels}
     try:
+        if not ours(os.path.join(a.out, "results.md")):
+            raise ValueError(f"--out {a.out} holds a results.md that w1_benchmark.py did not "
+                             f"write: choose another --out")
+        lock = common.hold_lock(os.path.join(a.out, ".sweep.lock"),
+                                f"another sweep is writing into {a.out} right now")
+    except ValueError as e:
+        die(str(e))
+    try:
+        store = read_runs(os.path.join(a.out, "runs.csv"))
+        other = [k for k, (n, d, w, s, it) in todo if k in store and store[k]["iters"] != it]
+        if other and not a.overwrite:
+            raise ValueError(f"{a.out} holds {len(other)} of these trainings with other "
+                             f"iterations (first: {other[0]}, {store[other[0]]['iters']} "
+                             f"iterations; this call asks {dict(todo)[other[0]][4]}): choose "
+                             f"another --out, or pass --overwrite to replace them")
         cluster = sweep.join_cluster(a, "w1")
     except ValueError as e:
-        common.ArgumentParser(prog="w1_benchmark.py").error(str(e))
-    print(f"[w1] {len(jobs)} trainings of {a.iters} iterations, "
-          + ("on Ray" if cluster else f"{a.jobs} at a time") + f", into {a.out}; true W1: "
-          + ", ".join(f"{f} funnels {pairs[f]['true_w1']:.3f}" for f in a.funnels), flush=True)
-    t0, rows, failed = time.time(), [], {}
-    progress = sweep.Progress("w1", len(jobs), len(jobs), every=60 * a.heartbeat)
+        lock.close()
+        die(str(e))
+    run = [(k, args) for k, args in todo if k not in store or store[k]["iters"] != args[4]]
+    pairs = {(d, w): {**load_pair(d, w), "true_w1": true_w1(load_pair(d, w))}
+             for d, w in sorted({(r["dim"], r["funnels"]) for r in store.values()}
+                                | {(d, w) for d in a.dims for w in a.funnels})}
+    print(f"[w1] {len(todo)} trainings planned, {len(todo) - len(run)} found done in "
+          f"{os.path.join(a.out, 'runs.csv')}, {len(run)} to run "
+          + ("on Ray" if cluster else f"{a.jobs} at a time") + f", into {a.out}", flush=True)
+    t0, fresh, failed = time.time(), {}, {}
+    progress = sweep.Progress("w1", len(todo), len(run), every=60 * a.heartbeat)
+    progress.done = len(todo) - len(run)
 
-    def report(key, r, error, tries, running):
+    def report_one(k, r, error, tries, running):
         if r is not None:
-            rows.append(r)
+            fresh[k] = r
+            store[k] = r
+            write_runs(os.path.join(a.out, "runs.csv"), store)  # nothing lost on a crash
             what = (f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
-                    f"{r['estimate'] / pairs[r['funnels']]['true_w1']:.2f} in "
+                    f"{r['estimate'] / pairs[(r['dim'], r['funnels'])]['true_w1']:.2f} in "
                     f"{r['seconds']:.0f} s" + (f", try {tries}" if tries > 1 else ""))
         else:
             what = error if "interrupted" in error else f"failed: {error}"
             if "interrupted" not in error:
-                failed[key] = error
-        print(progress.line(key, what, r is not None, running, r["seconds"] if r else 0.0),
+                failed[k] = error
+        print(progress.line(k, what, r is not None, running,
+                            r["seconds"] if r else None if "interrupted" in what else 0.0),
               flush=True)
 
-    named = [(f"{n}-{f}-s{s}", (n, f, s, a.iters, 1024, a.device)) for n, f, s in jobs]
+    jobs = [(k, (*args, BATCH, a.device)) for k, args in run]
     if cluster:
-        cpus, gpus, retries = cluster
         import on_ray
-        signum = on_ray.run_all(
-            "benchmarks/w1_benchmark.py:train", [(k, (*v, max(1, int(cpus)))) for k, v in named],
-            cpus, gpus, retries, report, "w1", progress.quiet)
+        cpus, gpus, retries = cluster
+        signum = on_ray.run_all("benchmarks/w1_benchmark.py:train",
+                                [(k, (*v, max(1, int(cpus)))) for k, v in jobs],
+                                cpus, gpus, retries, report_one, "w1", progress.quiet)
     else:
-        signum = local_pool(named, a.jobs, report, progress.quiet)
-    rows.sort(key=lambda r: [(n, f, s) for n, f, s in jobs].index(
-        (r["config"], r["funnels"], r["seed"])))  # the order of the plan, wherever they ran
-    if not rows:
+        signum = local_pool(jobs, a.jobs, report_one, progress.quiet)
+    missing = [k for k, args in todo if k not in store or store[k]["iters"] != args[4]]
+    ended = list(store.values())
+    if not ended:
         print("[w1] no training ended: nothing written", flush=True)
+        lock.close()
         return 128 + signum if signum else 1
-    write(rows, pairs, a, command, (time.time() - t0) / 60, None if signum else failed)
-    for f in a.funnels:
-        figure(rows, pairs[f], os.path.join(a.out, f"pair-{f}.png"))
-    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}"
+    t = write(ended, pairs, a, command, (time.time() - t0) / 60, len(fresh), len(todo), missing,
+              None if signum else failed)
+    figures = [by_dim_figure(t, os.path.join(a.out, "w1-by-dim.png"))]
+    for (d, w), pair in pairs.items():
+        if d == 2 and any(r["dim"] == 2 and r["funnels"] == w for r in fresh.values()):
+            figures.append(pair_figure(list(fresh.values()), pair,
+                                       os.path.join(a.out, f"pair-2d-{w}.png")))
+    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}, "
+          + ", ".join(os.path.basename(f) for f in figures)
           + (f"; {len(failed)} failed" if failed else "")
-          + ("; interrupted: the tables hold the trainings that ended" if signum else ""),
-          flush=True)
+          + (f"; interrupted: {len(missing)} of {len(todo)} not done, the same command "
+             f"runs them" if signum else ""), flush=True)
+    lock.close()
     return 128 + signum if signum else (1 if failed else 0)
 
 
-def local_pool(named, jobs: int, report, quiet=None):
+def ours(path: str) -> bool:
+    """Whether a results.md at path is absent or one this benchmark wrote."""
+    if not os.path.exists(path):
+        return True
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().startswith(MARK)
+
+
+# ------------------------------------------------------------------------- the local pool
+def _in_worker():
+    """A worker of the local pool: the driver decides what a Ctrl-C means (a terminal sends it
+    to the whole process group), and a worker dies with its driver (Linux), never orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the driver is gone already
+            os._exit(1)
+
+
+def local_pool(named, jobs: int, report_one, quiet=None):
     """The trainings in `jobs` processes of this machine (quiet: as on_ray.run_all's); returns
-    the signal that stopped them, or None."""
+    the signal that stopped them, or None. A first SIGINT or SIGTERM cancels the trainings not
+    started and stops the running ones (what they trained is lost; a training has no
+    checkpoint), so that the tables of what finished are written at once; a second ends the
+    driver at once."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     import multiprocessing
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(train, *args): key for key, args in named}
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_in_worker)
+    stop = {"signum": None}
+
+    def stop_workers():
+        for p in list(getattr(pool, "_processes", {}).values()):
+            p.kill()
+
+    def handle(signum, frame):
+        if stop["signum"] is not None:  # the second: nothing more, at once
+            stop_workers()
+            print(f"[w1] stopped at once (signal {signum}): nothing more is written",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        stop["signum"] = signum  # this handler stays: a second signal, even while the tables
+        # are written, ends the driver at once
+
+    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    futures = {}
+    try:
+        futures = {pool.submit(train, *args): k for k, args in named}
         pending = set(futures)
-        try:
-            while pending:
-                ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for fut in sorted(ended, key=list(futures).index):  # in the plan's order
-                    try:
-                        r, error = fut.result(), None
-                    except Exception as e:  # noqa: BLE001 - reported, and the others go on
-                        r, error = None, f"{type(e).__name__}: {e}"
-                    report(futures[fut], r, error, 1, sum(f.running() for f in futures))
-                still = None if ended or quiet is None else quiet(
-                    lambda: sum(f.running() for f in futures))
-                if still:
-                    print(still, flush=True)
-        except KeyboardInterrupt:
-            for fut in futures:
-                fut.cancel()
-            return signal.SIGINT
-    return None
+
+        def running():  # the pool keeps every worker busy while trainings wait
+            return min(jobs, sum(not f.done() for f in futures))
+        while pending and stop["signum"] is None:
+            ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in sorted(ended, key=list(futures).index):  # in the plan's order
+                try:
+                    r, error = fut.result(), None
+                except Exception as e:  # noqa: BLE001 - reported, and the others go on
+                    r, error = None, f"{type(e).__name__}: {e}"
+                report_one(futures[fut], r, error, 1, running())
+            still = None if ended or quiet is None else quiet(running)
+            if still:
+                print(still, flush=True)
+        if stop["signum"] is not None:
+            print(f"[w1] interrupted: {sum(not f.done() for f in futures)} training(s) not "
+                  f"finished are stopped; writing the tables of those that finished",
+                  flush=True)
+            for f in futures:
+                f.cancel()
+            stop_workers()
+        return stop["signum"]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if stop["signum"] is None:
+            for s, h in old.items():
+                signal.signal(s, h)
 
 
 if __name__ == "__main__":

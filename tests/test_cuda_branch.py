@@ -607,7 +607,8 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
     out = capsys.readouterr().out
     assert "gpu_check on Fake GPU 0 (cuda:0)" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("gpu_check: FAIL (4 of 23: ") and "Fake GPU 0" in last
+    assert last.startswith(f"gpu_check: FAIL (4 of {2 + 3 * len(SCRIPTS)}: ") and \
+        "Fake GPU 0" in last
     for failed in ("wgan_clip graph", "wgan_div graph", "wgan_div eager", "speed slogan"):
         assert failed in last
     assert "cuda_graph is False (asked for True)" in out and "1 warning line(s)" in out

@@ -319,8 +319,10 @@ def test_importing_a_script_leaves_the_matplotlib_backend_alone(tmp_path):
 # ----------------------------------------------------------------------- benchmarks' arguments
 @pytest.mark.parametrize("argv", [["--iters", "0"], ["--n-critic", "0"], ["--batch", "0"],
                                   ["--dims", "0"], ["--script", "nope"], ["--device", "bogus"],
-                                  ["--warmup", "-1"]])
+                                  ["--warmup", "-1"], ["--batch", "8", "--", "--batch", "300"],
+                                  ["--", "--data", "digits"], ["--", "--dim=64"]])
 def test_speed_rejects_bad_arguments(argv, capsys):
+    """Including flags after -- that would override speed.py's own (the table says its own)."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import speed
     with pytest.raises(SystemExit) as e:
@@ -328,6 +330,15 @@ def test_speed_rejects_bad_arguments(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("speed.py: error:")
+
+
+def test_speed_says_in_one_line_when_the_flags_make_the_step_diverge(capsys):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import speed
+    assert speed.main(["--script", "wgan_div", "--dims", "8", "--batch", "8", "--iters", "2",
+                       "--warmup", "1", "--device", "cpu", "--", "--k", "1e39"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "NaN or infinity" in err and "Traceback" not in err
 
 
 def test_results_grid_never_refers_to_files_users_do_not_have():
@@ -427,3 +438,129 @@ def test_a_value_not_measured_yet_prints_as_a_dash(tmp_path, capsys):
                                                         "--out", str(tmp_path / "b")], capsys)
     first = next(line for line in cap.out.splitlines() if "it      0/1" in line)
     assert code == 0 and "nan" not in first and "D – G –" in first
+
+
+# ------------------------------------------------ third round: runs that end at the worst moment
+@pytest.mark.parametrize("lost", ["row", "figures"])
+def test_a_run_killed_after_its_last_checkpoint_is_completed_without_training(lost, tmp_path,
+                                                                              capsys):
+    """Killed after the final checkpoint, before its metrics row (lost="row") or after it,
+    before the curves and the summary ("figures"): --resume, with no --iters, completes the run
+    from its checkpoint (figures and summary) and trains nothing; a run that has its summary is
+    done, and --resume says so."""
+    script = SCRIPTS[(lost == "row") + 1]
+    d = _short_run(script, str(tmp_path / "a"), capsys)
+    before = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    for f in ("summary.json", "curves.png") + (("critic_final.png",) if lost == "row" else ()):
+        os.remove(os.path.join(d, f))
+    if lost == "row":
+        rows = open(os.path.join(d, "metrics.csv")).read().splitlines()
+        open(os.path.join(d, "metrics.csv"), "w").write("\n".join(rows[:-1]) + "\n")
+    code, cap = run_main(script, ["--resume", d], capsys)
+    assert code == 0, cap.err
+    assert iters_logged(d) == [0, 2, 4]
+    summ = strict_json(os.path.join(d, "summary.json"))
+    assert summ["status"] == "finished" and summ["final"]["iter"] == 4
+    assert summ["final"]["w1"] > 0 and os.path.exists(os.path.join(d, "curves.png"))
+    assert os.path.exists(os.path.join(d, "critic_final.png"))
+    after = torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)
+    assert all(torch.equal(before["D"][k], after["D"][k]) for k in before["D"])  # no training
+    code, cap = run_main(script, ["--resume", d], capsys)
+    one_line_error(code, cap, script, "at iteration 4 already")
+
+
+def test_a_resumed_run_that_diverges_before_its_next_row_keeps_its_last_good_row(tmp_path,
+                                                                               capsys,
+                                                                               monkeypatch):
+    """Its summary's final row is the last good one (the checkpoint's), not null: a sweep
+    counts the run as diverged, with the W1 it had."""
+    script = SCRIPTS[3]
+    d = _short_run(script, str(tmp_path / "a"), capsys)
+    mod = importlib.import_module(script)
+    real = mod.train_step
+    monkeypatch.setattr(mod, "train_step", lambda *a, **k: real(*a, **k) * float("nan"))
+    code, cap = run_main(script, ["--resume", d, "--iters", "8"], capsys)
+    assert code == 1 and "NaN or infinite" in cap.err
+    summ = strict_json(os.path.join(d, "summary.json"))
+    assert summ["status"] == "diverged" and summ["final"]["iter"] == 4 and summ["final"]["w1"] > 0
+
+
+def _no_space(*a, **k):
+    raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_no_folder(tmp_path, capsys,
+                                                                   monkeypatch):
+    script = SCRIPTS[4]
+    out = str(tmp_path / "runs")
+    monkeypatch.setattr(json, "dump", _no_space)
+    code, cap = run_main(script, quick(script) + ["--iters", "2", "--out", out], capsys)
+    err = [line for line in cap.err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1 and "Traceback" not in cap.err
+    assert "config.json (no space left on the device)" in err[0] and "nothing ran" in err[0]
+    assert os.listdir(out) == []  # no folder that looks like a run, no empty .tmp
+
+
+def test_a_full_disk_mid_run_stops_with_the_file_and_keeps_the_last_checkpoint(tmp_path, capsys,
+                                                                              monkeypatch):
+    """torch.save's own error on a full disk ("unexpected pos"): exit 1, one line naming
+    checkpoint.pt, summary no_space, the half-written .tmp removed, iteration 2's checkpoint
+    intact and resumable."""
+    script = SCRIPTS[5]
+    out = str(tmp_path / "runs")
+    real, calls = torch.save, {"n": 0}
+
+    def save(obj, path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # iteration 4's checkpoint
+            open(path, "wb").write(b"PK\x03\x04half")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 "
+                               "vs 0")
+        return real(obj, path, *a, **k)
+    monkeypatch.setattr(torch, "save", save)
+    code, cap = run_main(script, quick(script) + ["--iters", "6", "--eval-every", "2", "--out",
+                                                  out], capsys)
+    (d,) = run_dirs(out)
+    err = [line for line in cap.err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1 and "Traceback" not in cap.err, cap.err
+    assert f"cannot write {os.path.join(d, 'checkpoint.pt')}" in err[0]
+    summ = strict_json(os.path.join(d, "summary.json"))
+    assert summ["status"] == "no_space" and "checkpoint.pt" in summ["why"]
+    assert summ["iteration"] == 2 and not os.path.exists(os.path.join(d, "checkpoint.pt.tmp"))
+    monkeypatch.setattr(torch, "save", real)
+    assert torch.load(os.path.join(d, "checkpoint.pt"), weights_only=True)["iteration"] == 2
+    assert run_main(script, ["--resume", d], capsys)[0] == 0
+    assert strict_json(os.path.join(d, "summary.json"))["status"] == "finished"
+
+
+TAMPERED = {
+    "data": ("args", "data", "bogus"), "dim": ("args", "dim", "abc"), "lr": ("args", "lr", -1.0),
+    "n_critic": ("args", "n_critic", 0), "betas": ("args", "betas", [2.0, 3.0]),
+    "seed": ("args", "seed", -5), "batch": ("args", "batch", 0),
+    "fixed": ("args", "fixed_generator", "yes"), "iteration": (None, "iteration", "5"),
+    "iteration<0": (None, "iteration", -3), "rng": (None, "rng_cpu", torch.zeros(3,
+                                                                                dtype=torch.uint8)),
+    "D": ("D", None, None),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERED))
+def test_a_tampered_checkpoint_is_one_line_and_exit_2(what, tmp_path, capsys):
+    """A checkpoint's arguments pass the parser's own checks, its iteration is a count, its
+    tensors fit the run: otherwise one line, exit 2, and nothing is written."""
+    script = "wgan_sn" if "wgan_sn" in SCRIPTS else SCRIPTS[0]
+    d = _short_run(script, str(tmp_path / "a"), capsys, iters=2)
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, weights_only=True)
+    where, key, value = TAMPERED[what]
+    if where == "args":
+        ck["args"][key] = value
+    elif where == "D":
+        ck["D"] = {k: v[..., :1] if v.dim() else v for k, v in ck["D"].items()}
+    else:
+        ck[key] = value
+    torch.save(ck, path)
+    files = sorted(os.listdir(d))
+    code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
+    one_line_error(code, cap, script, "damaged checkpoint")
+    assert sorted(os.listdir(d)) == files

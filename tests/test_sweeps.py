@@ -274,6 +274,87 @@ def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsy
     assert json.load(open(summary))["status"] == "finished"
 
 
+def test_a_run_killed_between_its_last_checkpoint_and_its_summary_is_completed(tmp_path,
+                                                                              capsys):
+    """The sweep resumes it (no --iters: it is at its end already), the script completes it
+    from its checkpoint, and the rerun says so; before, every later call said "resumes" and
+    failed with exit 2 again."""
+    import wgan_ct
+    out = str(tmp_path / "cmp")
+    argv = ONE + ["--out", out, "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1"]
+    (run,) = compare.plan(compare.parse_args(argv))
+    folder = os.path.join(out, "runs", run[0])
+    assert wgan_ct.main(run[3] + ["--out", folder]) == 0
+    (summary,) = glob.glob(os.path.join(folder, "*", "summary.json"))
+    os.remove(summary)
+    assert compare.main(argv) == 0
+    said = capsys.readouterr().out
+    assert "resumed: exit 0" in said and json.load(open(summary))["status"] == "finished"
+    assert "| c-transform | swissroll | 1 |" in open(os.path.join(out, "results.md")).read()
+
+
+def test_a_run_that_diverged_without_a_final_row_is_counted(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    argv = ["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "1", "--no-fixed",
+            "--iters", "3", "--out", out]
+    runs, wants = planned(argv)
+    for i, key in enumerate(wants):
+        d = fake_run(out, key, wants[key], "r", status="diverged")
+        if i == 0:  # an older run's summary: diverged before its first row
+            s = json.load(open(os.path.join(d, "summary.json")))
+            json.dump({**s, "final": None}, open(os.path.join(d, "summary.json"), "w"))
+    assert compare.main(argv + ["--no-run"]) == 0
+    assert "0% (2 diverged)" in open(os.path.join(out, "results.md")).read()
+
+
+@pytest.mark.parametrize("damage", [{"wall_time_s": "abc"}, {"final": {"w1": "abc"}},
+                                    {"final": [1, 2]}, {"status": 7}])
+def test_a_tampered_summary_is_left_out_and_the_tables_are_written(damage, tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(ONE + ["--out", out])
+    (key,) = wants
+    d = fake_run(out, key, wants[key], "r")
+    s = json.load(open(os.path.join(d, "summary.json")))
+    json.dump({**s, **damage}, open(os.path.join(d, "summary.json"), "w"))
+    assert compare.main(ONE + ["--out", out, "--no-run"]) == 0
+    said = capsys.readouterr().out
+    assert "1 file(s)" in said and "damaged: ignored" in said
+    assert "Runs done: 0 of 1" in open(os.path.join(out, "results.md")).read()
+
+
+def test_a_checkpoint_imports_only_the_script_its_run_belongs_to(tmp_path, monkeypatch):
+    """A checkpoint that names another module ("this" prints the Zen of Python), or another
+    method script: nothing is imported, the figure leaves it out."""
+    import importlib
+    import torch
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: imported.append(name) or real(name, *a))
+    for name in ("this", "wgan_div"):
+        torch.save({"script": name, "args": {}, "D": {}, "G": {}},
+                   str(tmp_path / "checkpoint.pt"))
+        assert sweep.load_final({"folder": str(tmp_path)}, "wgan_sn") is None
+    assert sweep.load_final({"folder": str(tmp_path)}, "this") is None  # no method script
+    assert "this" not in imported and "wgan_div" not in imported
+
+
+def test_after_an_interruption_the_line_says_what_resumes_and_what_starts_again(tmp_path):
+    out = str(tmp_path / "cmp")
+    runs, wants = planned(["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "1",
+                           "2", "--no-fixed", "--iters", "3", "--out", out])
+    keys = list(wants)
+    fake_run(out, keys[0], wants[keys[0]], "r")  # ended
+    d = fake_run(out, keys[1], wants[keys[1]], "r")  # interrupted, with its checkpoint
+    os.remove(os.path.join(d, "summary.json"))
+    open(os.path.join(d, "checkpoint.pt"), "wb").write(b"x")
+    ended = {k: sweep.finished_summary(os.path.join(out, "runs", k), wants[k]) for k in keys}
+    assert sweep.after_interruption(runs, wants, out, ended) == (
+        "1 interrupted run(s) have their checkpoints and the same command resumes them; 1 "
+        "run(s) have none (not started, or stopped at once) and the same command runs them "
+        "from the start")
+
+
 def test_a_kept_table_says_why_when_nothing_is_missing(tmp_path, capsys):
     """A table of a larger sweep in --out is kept when this call's finished runs give fewer
     rows; the line says so instead of listing an empty 'missing: '."""

@@ -1,23 +1,25 @@
-"""The W1 benchmark (benchmarks/w1_benchmark.py): its sampler is the published construction, its
-true potential and metrics are right on critics whose answer is known, a short training moves a
-critic toward the optimum, and bad flags are one line."""
+"""The W1 benchmark (benchmarks/w1_benchmark.py): its sampler is the published construction in
+every dimension, its true potential and metrics are right on critics whose answer is known, a
+short training moves a critic toward the optimum, its store of trainings is merged and never
+shrunk, its folder is its own, and a signal leaves the tables of what finished."""
+import csv
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from test_scripts import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import w1_benchmark as wb  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def pairs():
-    return {f: {**wb.load_pair(f), "true_w1": wb.true_w1(wb.load_pair(f), n=20_000)}
-            for f in (4, 16)}
+PAIRS = [(d, w) for d in wb.DIMS for w in wb.FUNNELS]
 
 
 class Potential(torch.nn.Module):
@@ -26,46 +28,81 @@ class Potential(torch.nn.Module):
         self.pair, self.sign = pair, sign
 
     def forward(self, x):
-        return self.sign * wb.potential(x, self.pair)
+        return self.sign * wb.potential(x, self.pair).float()
 
 
-@pytest.mark.parametrize("funnels", [4, 16])
-def test_p_is_q_moved_toward_its_funnel_centre(funnels, pairs):
+def test_the_data_holds_every_published_pair():
+    with open(wb.DATA) as fh:
+        data = json.load(fh)
+    assert set(data["pairs"]) == {f"dim{d}_funnels{w}" for d, w in PAIRS}
+    for d, w in PAIRS:
+        p = wb.load_pair(d, w)
+        assert p["centers"].shape == (w, d) and p["bias"].shape == (w,)
+        assert (p["centers"].abs() <= p["half"]).all() and p["deg"] == 8
+        assert {"wgan-gp", "wgan-lp", "sn-gan", "sort-out", "cowgan", "true"} <= set(
+            p["published"])
+    assert "MIT" in data["source"]
+
+
+@pytest.mark.parametrize("dim,funnels", [(2, 16), (8, 64), (32, 4), (128, 256)])
+def test_p_is_q_moved_toward_its_funnel_centre(dim, funnels):
     """Each x lies on the segment from its funnel's centre to its y, in the same funnel, so u
     falls by exactly the distance moved: the plan runs along the rays of u."""
-    pair = pairs[funnels]
-    x, y = wb.sample_plan(5000, pair, torch.Generator().manual_seed(0))
+    pair = wb.load_pair(dim, funnels)
+    x, y = (v.double() for v in wb.sample_plan(4096, pair, torch.Generator().manual_seed(0)))
     c = pair["centers"]
-    ky = (wb.dist(y, c) + pair["bias"]).argmin(1)
+    _, ky = wb.funnel(y, pair)
+    _, kx = wb.funnel(x, pair)
+    moved = (x - y).norm(dim=1) > 1e-5
+    assert (kx == ky)[moved].float().mean() > 0.999  # the same funnel (float32 ties aside)
     dx, dy = x - c[ky], y - c[ky]
-    cross = dx[:, 0] * dy[:, 1] - dx[:, 1] * dy[:, 0]
-    assert cross.abs().max() < 1e-4 and ((dx * dy).sum(1) >= -1e-6).all()  # same ray
+    cos = (dx * dy).sum(1) / (dx.norm(dim=1) * dy.norm(dim=1)).clamp(min=1e-30)
+    assert (cos[dx.norm(dim=1) > 1e-4] > 1 - 1e-6).all()  # on the ray from the centre through y
     assert (dx.norm(dim=1) <= dy.norm(dim=1) + 1e-5).all()  # toward the centre
     drop = wb.potential(y, pair) - wb.potential(x, pair)
-    torch.testing.assert_close(drop, (y - x).norm(dim=1), atol=2e-5, rtol=0)
-    assert (x.abs() <= pair["half"] + 1e-6).all()
+    torch.testing.assert_close(drop, (y - x).norm(dim=1), atol=1e-5, rtol=0)
+    assert (x.abs() <= pair["half"] + 1e-5).all()
 
 
-@given(seed=st.integers(0, 2**31 - 1))
-def test_the_potential_is_1_lipschitz_and_lower_on_p(seed):
-    pair = wb.load_pair(16)
+@given(seed=st.integers(0, 2**31 - 1), pair=st.sampled_from(PAIRS))
+@settings(max_examples=8)
+def test_the_potential_is_1_lipschitz_and_lower_on_p(seed, pair):
+    pair = wb.load_pair(*pair)
     g = torch.Generator().manual_seed(seed)
     a, b = wb.sample_q(512, pair, g), wb.sample_q(512, pair, g)
     q = (wb.potential(a, pair) - wb.potential(b, pair)).abs() / (a - b).norm(dim=1)
-    assert q.max() <= 1 + 1e-5
+    assert q.max() <= 1 + 1e-9
     x, y = wb.sample_plan(512, pair, g)
     assert (wb.potential(x, pair) <= wb.potential(y, pair) + 1e-6).all()
 
 
-def test_the_plan_cost_is_the_published_w1(pairs):
-    """The 4-funnel pair's true W1 is 0.817 in their table (16 funnels: 0.466)."""
-    for funnels in (4, 16):
-        want = pairs[funnels]["published"]["true"]["cost"]
-        assert pairs[funnels]["true_w1"] == pytest.approx(want, abs=0.012)
+def test_the_plan_cost_is_the_published_w1_of_every_pair():
+    """Their true W1 is one estimate on 4096 samples of the plan: ours agrees with it within
+    3.5 standard errors of the two estimates, on all 28 pairs (a 1 % to 1.5 % error theirs)."""
+    for d, w in PAIRS:
+        pair = wb.load_pair(d, w)
+        x, y = wb.sample_plan(16384, pair, torch.Generator().manual_seed(7))
+        cost = (x.double() - y.double()).norm(dim=1)
+        se = cost.std().item() * (1 / 4096 + 1 / len(cost)) ** 0.5
+        want = pair["published"]["true"]["cost"]
+        assert abs(cost.mean().item() - want) < 3.5 * se, (d, w, cost.mean().item(), want)
 
 
-def test_the_metrics_on_known_critics(pairs):
-    pair = pairs[4]
+def test_the_sampler_is_fast():
+    """A batch of 1024 at D = 128 with 256 funnels: the (N, K) quantities are matrix
+    products. A bound loose enough for a loaded machine; the speed itself is printed by the
+    benchmark (ms/it)."""
+    pair = wb.load_pair(128, 256)
+    g = torch.Generator().manual_seed(0)
+    wb.sample_plan(1024, pair, g)
+    t = time.process_time()
+    for _ in range(5):
+        wb.sample_plan(1024, pair, g)
+    assert (time.process_time() - t) / 5 < 0.5
+
+
+def test_the_metrics_on_known_critics():
+    pair = {**wb.load_pair(2, 4), "true_w1": None}
     best = wb.metrics(Potential(pair, -1), pair, n=8192)
     assert best["cos"] == pytest.approx(1, abs=1e-5) and best["l2"] == pytest.approx(0, abs=1e-8)
     assert best["estimate"] == pytest.approx(best["true_w1"], abs=0.05)
@@ -74,66 +111,201 @@ def test_the_metrics_on_known_critics(pairs):
     flat = wb.metrics(lambda x: torch.ones(len(x)), pair, n=1024)
     assert flat["estimate"] == 0 and flat["cos"] == 0 and flat["l2"] == pytest.approx(1, 1e-5)
     assert 0 <= best["at_centre"] < 0.1
+    high = wb.load_pair(64, 16)
+    assert wb.metrics(Potential(high, -1), high, n=2048)["cos"] == pytest.approx(1, abs=1e-5)
 
 
 def test_a_short_training_moves_the_critic_toward_the_optimum():
-    r = wb.train("wgan-div", 4, 0, 100)
-    assert r["cos"] > r["cos_at_start"] + 0.3 and r["cos"] > 0.5
+    r = wb.train("wgan-div", 2, 4, 0, 100)
+    assert r["cos"] > r["cos_at_start"] + 0.3 and r["cos"] > 0.5 and "state" in r
+    r = wb.train("gp-onesided-l10", 16, 4, 0, 60)
+    assert r["cos"] > r["cos_at_start"] + 0.2 and "state" not in r
 
 
-def test_every_constraint_is_a_script_function():
-    """The constraints are trained by the scripts' own critic_step on their own critic_net:
-    one update of each moves its critic and leaves it finite."""
-    pair = wb.load_pair(4)
-    g = torch.Generator().manual_seed(0)
-    p, _ = wb.sample_plan(64, pair, g)
-    q = wb.sample_q(64, pair, g)
-    for name, script, flags, _ in wb.constraints():
-        mod, args = wb.method(name)
-        assert mod.__name__ == script
-        D = wb.make_critic(name)
-        before = [w.detach().clone() for w in D.parameters()]
-        out = mod.critic_step(D, torch.optim.Adam(D.parameters(), lr=1e-3), p, q, args)
-        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out), name
-        assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters())), name
+def test_every_constraint_is_a_script_function_with_the_protocols_widths():
+    """The constraints are trained by the scripts' own critic_step on their own critic_net,
+    [D, max(2D, 128), max(2D, 128), 1]: one update of each moves its critic, finite."""
+    for dim in (2, 128):
+        pair = wb.load_pair(dim, 4)
+        g = torch.Generator().manual_seed(0)
+        p, _ = wb.sample_plan(64, pair, g)
+        q = wb.sample_q(64, pair, g).float()
+        for name, script, flags, _ in wb.constraints():
+            mod, args = wb.method(name)
+            assert mod.__name__ == script
+            D = wb.make_critic(name, dim)
+            lin = [m for m in D.modules() if isinstance(m, torch.nn.Linear)]
+            assert [(m.in_features, m.out_features) for m in lin] == [
+                (dim, wb.width(dim)), (wb.width(dim), wb.width(dim)), (wb.width(dim), 1)]
+            before = [w.detach().clone() for w in D.parameters()]
+            out = mod.critic_step(D, torch.optim.Adam(D.parameters(), lr=1e-3), p, q, args)
+            assert all(torch.isfinite(torch.as_tensor(v)).all() for v in out), name
+            assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters())), name
+    assert {c[0] for c in wb.constraints(False)} < {c[0] for c in wb.constraints()}
+
+
+def test_the_paper_protocol_gives_each_family_its_iterations():
+    a = wb.parse_args(["--protocol", "paper", "--dims", "2", "--funnels", "4", "--seeds", "0"])
+    iters = {args[0]: args[4] for _, args in wb.plan(a)}
+    assert iters["gp-onesided-l10"] == 60000 and iters["wgan-clip"] == 5000
+    assert iters["wgan-sn"] == 10000 and iters["groupsort"] == 25000
+    assert iters["c-transform"] == 25000 and iters["slogan-l10"] == wb.OTHER_PAPER_ITERS
+
+
+TINY = ["--only", "gp-onesided", "wgan-sn", "--dims", "2", "--funnels", "4", "--seeds", "0",
+        "--iters", "5", "--jobs", "1"]
 
 
 @pytest.mark.real_figures
-def test_a_tiny_run_writes_the_table_and_the_figure(tmp_path, capsys):
+def test_a_tiny_run_writes_the_tables_and_figures_and_a_rerun_merges(tmp_path, capsys):
     out = str(tmp_path / "w1")
-    assert wb.main(["--only", "gp-onesided", "wgan-sn", "--funnels", "4", "--seeds", "0",
-                    "--iters", "5", "--jobs", "1", "--out", out, "--heartbeat", "0.005"]) == 0
+    assert wb.main(TINY + ["--out", out, "--heartbeat", "0.005"]) == 0
     said = capsys.readouterr().out
     assert "0/2 done, " in said and "running | still running" in said, said  # every 0.3 s
-    assert "2/2 done, 0 running | wgan-sn-4-s0: cos" in said
+    assert "2/2 done, 0 running | wgan-sn-d2-w4-s0: cos" in said
     md = open(os.path.join(out, "results.md")).read()
     assert "| gp-onesided-l10 | 1 × 5 |" in md and "wgan-lp: 0.82, 0.17, 1.08" in md
-    assert "| wgan-sn | 1 × 5 |" in md and "sn-gan: 0.21" in md
-    assert os.path.getsize(os.path.join(out, "pair-4.png")) > 10_000
-    runs = open(os.path.join(out, "runs.csv")).read().splitlines()
-    assert runs[0].startswith("config,funnels,seed") and len(runs) == 3  # one row a training
+    assert "| wgan-sn | 1 × 5 |" in md and "sn-gan: 0.21" in md and "D = 2, 4 funnels" in md
+    for f in ("pair-2d-4.png", "w1-by-dim.png"):
+        assert os.path.getsize(os.path.join(out, f)) > 10_000, f
+    runs = list(csv.DictReader(open(os.path.join(out, "runs.csv"))))
+    assert [r["config"] for r in runs] == ["gp-onesided-l10", "wgan-sn"]
+    # a second call with a subset finds its training done, and the table keeps both
+    assert wb.main(["--only", "wgan-sn", *TINY[3:], "--out", out]) == 0
+    said = capsys.readouterr().out
+    assert "1 found done" in said and "0 to run" in said
+    assert len(list(csv.DictReader(open(os.path.join(out, "results.csv"))))) == 2
+    # other iterations for a training it holds: refused, unless --overwrite
+    with pytest.raises(SystemExit) as e:
+        wb.main(["--only", "wgan-sn", *TINY[3:9], "--iters", "6", "--out", out])
+    assert e.value.code == 2 and "with other iterations" in capsys.readouterr().err
+    assert wb.main(["--only", "wgan-sn", *TINY[3:9], "--iters", "6", "--overwrite",
+                    "--out", out]) == 0
+    runs = {r["config"]: r["iters"] for r in csv.DictReader(open(os.path.join(out, "runs.csv")))}
+    assert runs == {"gp-onesided-l10": "5", "wgan-sn": "6"}
 
 
-def test_the_local_pool_reports_a_failed_training_and_stops_on_ctrl_c():
-    """A training that raises is reported and the others go on; Ctrl-C (a KeyboardInterrupt
-    in the driver) cancels what has not started and returns the signal."""
-    import signal
-    jobs = [("bad", ("no-such-constraint", 4, 0, 5, 64)),
-            ("good", ("gp-onesided-l10", 4, 0, 5, 64)), ("later", ("wgan-sn", 4, 0, 5, 64))]
+def test_another_programs_table_and_a_busy_folder_are_refused(tmp_path, capsys):
+    import common
+    out = tmp_path / "w1"
+    out.mkdir()
+    (out / "results.md").write_text("Command: `python benchmarks/compare.py`\n")
+    with pytest.raises(SystemExit) as e:
+        wb.main(TINY + ["--out", str(out)])
+    assert e.value.code == 2 and "did not write" in capsys.readouterr().err
+    (out / "results.md").unlink()
+    lock = common.hold_lock(str(out / ".sweep.lock"), "busy")
+    try:
+        with pytest.raises(SystemExit) as e:
+            wb.main(TINY + ["--out", str(out)])
+        assert e.value.code == 2 and "another sweep is writing" in capsys.readouterr().err
+    finally:
+        lock.close()
+    (out / "runs.csv").write_text("config,dim\nx,2\n")
+    with pytest.raises(SystemExit) as e:
+        wb.main(TINY + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "runs.csv" in err and "lacks the columns" in err
+
+
+def test_the_local_pool_reports_a_failed_training_and_goes_on():
+    """A training that raises is reported and the others go on; the running count is what
+    runs, never the trainings waiting in the pool's queue."""
+    jobs = [("bad", ("no-such-constraint", 2, 4, 0, 5, 64)),
+            ("good", ("gp-onesided-l10", 2, 4, 0, 5, 64)),
+            ("more", ("wgan-sn", 2, 4, 0, 5, 64))]
     seen = {}
-
-    def report(key, result, error, tries, running):
-        seen[key] = (result, error)
-        if key == "good":
-            raise KeyboardInterrupt
-    assert wb.local_pool(jobs, 1, report) == signal.SIGINT
+    assert wb.local_pool(jobs, 1, lambda k, r, e, tries, running: seen.update(
+        {k: (r, e, running)})) is None
     assert seen["bad"][0] is None and "StopIteration" in seen["bad"][1]
-    assert seen["good"][0]["config"] == "gp-onesided-l10" and "later" not in seen
+    assert seen["good"][0]["config"] == "gp-onesided-l10"
+    assert [seen[k][2] for k in ("bad", "good", "more")] == [1, 1, 0]
+
+
+def test_repeated_values_train_once():
+    a = wb.parse_args(["--funnels", "4", "4", "--dims", "2", "2", "--seeds", "1", "1", "--only",
+                       "wgan-sn"])
+    assert [k for k, _ in wb.plan(a)] == ["wgan-sn-d2-w4-s1"]
+
+
+def _driver(out, *extra):
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), "--only",
+            "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", *map(str, range(6)),
+            "--jobs", "2", "--out", out, *extra]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            start_new_session=True)
+
+
+def _workers(pid):
+    """The pool's worker processes of the driver pid (not multiprocessing's resource
+    tracker, which leaves on its own when the driver is gone)."""
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+
+
+def _gone(pids, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.2)
+    return not [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+def _wait_for(proc, what, deadline):
+    """Lines of proc's stdout until one contains `what`; fails saying what it waited for."""
+    seen = ""
+    while what not in seen:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, f"the driver ended before {what!r}: {seen}"
+        assert time.time() < deadline, f"no {what!r} after its deadline: {seen}"
+        seen += line
+    return seen
+
+
+def test_sigterm_stops_the_workers_and_writes_what_finished(tmp_path):
+    """The first training ends, then SIGTERM (what `timeout` sends): the queued trainings are
+    cancelled, the running ones stopped, the table of the finished one is written with a note
+    of what is missing, exit 143, no worker left."""
+    out = str(tmp_path / "w1")
+    proc = _driver(out, "--iters", "200")
+    _wait_for(proc, "1/6 done", time.time() + 240)
+    workers = _workers(proc.pid)
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, rest + err
+    assert "Traceback" not in err and "interrupted" in rest
+    md = open(os.path.join(out, "results.md")).read()
+    assert "Not done: 5 of the 6 planned" in md or "Not done: 4 of the 6 planned" in md, md
+    assert len(list(csv.DictReader(open(os.path.join(out, "runs.csv"))))) in (1, 2)
+    assert _gone(workers), "workers left running"
+
+
+def test_a_second_ctrl_c_ends_at_once(tmp_path):
+    out = str(tmp_path / "w1")
+    proc = _driver(out, "--iters", "100000")
+    _wait_for(proc, "6 to run", time.time() + 120)
+    time.sleep(3)  # the workers are training
+    workers = _workers(proc.pid)
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    t = time.time()
+    rest, err = proc.communicate(timeout=60)
+    # 130 from the driver, or death by the signal itself (-2) if it came while Python was
+    # already shutting down: either way the shell says 130
+    assert time.time() - t < 30 and proc.returncode in (130, -signal.SIGINT), rest + err
+    assert "Traceback" not in err, err
+    assert _gone(workers), "workers left running"
 
 
 @pytest.mark.parametrize("argv,says", [(["--funnels", "5"], "--funnels"),
+                                       (["--dims", "3"], "--dims"),
                                        (["--only", "nope"], "matches no constraint"),
                                        (["--iters", "0"], "--iters"),
+                                       (["--protocol", "paper", "--iters", "9"], "--protocol"),
                                        (["--device", "cuda:7"], "--device"),
                                        (["--out", "/proc/no-such-dir/x"], "cannot write")])
 def test_bad_flags_are_one_line(argv, says, capsys):

@@ -1,0 +1,83 @@
+"""report.py writes the tables of the report and the front page from the committed CSVs, and
+never destroys what it cannot render: unbalanced markers and broken CSVs are one line, exit 2,
+and nothing is rewritten (exit 1 stays for "out of date")."""
+import os
+import shutil
+import sys
+
+import pytest
+
+from test_scripts import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import report  # noqa: E402
+
+
+@pytest.fixture
+def copy(tmp_path, monkeypatch):
+    """The two documents and the CSVs they read, copied; report.py pointed at the copy."""
+    for doc in report.DOCUMENTS:
+        os.makedirs(tmp_path / os.path.dirname(doc), exist_ok=True)
+        shutil.copy(os.path.join(ROOT, doc), tmp_path / doc)
+    shutil.copytree(os.path.join(ROOT, "results"), tmp_path / "results", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("runs", "*.png"))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    return tmp_path
+
+
+def texts(root):
+    return {d: open(os.path.join(root, d), encoding="utf-8").read() for d in report.DOCUMENTS}
+
+
+def refused(capsys, says):
+    assert report.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and says in err and "nothing is rewritten" in err, err
+
+
+def test_the_copy_is_up_to_date(copy, capsys):
+    assert report.main(["--check"]) == 0
+
+
+def test_a_lost_closing_marker_rewrites_nothing(copy, capsys):
+    doc = os.path.join(copy, "results", "README.md")
+    text = open(doc, encoding="utf-8").read()
+    open(doc, "w", encoding="utf-8").write(text.replace("<!-- /table -->", "", 1))
+    before = texts(copy)
+    refused(capsys, "a table opens before the last one closed")
+    assert texts(copy) == before  # the prose after the first table is still there
+    assert report.main(["--check"]) == 2
+
+
+def test_a_hand_edited_number_with_its_end_marker_gone_is_found(copy, capsys):
+    doc = os.path.join(copy, "README.md")
+    text = open(doc, encoding="utf-8").read()
+    head, rest = text.split("<!-- /table -->", 1)
+    open(doc, "w", encoding="utf-8").write(head.replace("| 1.26 (3/3) |", "| 1.06 (3/3) |")
+                                           + rest)
+    assert report.main(["--check"]) == 2
+    assert "never closes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,says", [
+    (lambda p: os.remove(p), "cannot be read"),
+    (lambda p: open(p, "w").write(""), "no rows"),
+    (lambda p: open(p, "w").write(open(p).readline() if False else "config,data\n"), "no rows"),
+    (lambda p: open(p, "w").write("config,data\nslogan-l10,swissroll\n"), "no column"),
+])
+def test_a_broken_csv_is_one_line_naming_it(damage, says, copy, capsys):
+    path = os.path.join(copy, "results", "questions", "questions.csv")
+    damage(path)
+    before = texts(copy)
+    refused(capsys, f"results/questions/questions.csv: {says}")
+    assert texts(copy) == before
+
+
+def test_an_empty_cell_where_a_number_must_be_is_one_line(copy, capsys):
+    path = os.path.join(copy, "results", "digits", "results.csv")
+    lines = open(path).read().splitlines()
+    head = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[head.index("converged")] = ""
+    open(path, "w").write("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    refused(capsys, "results/digits/results.csv: a cell is not what the table needs")
