@@ -1085,8 +1085,8 @@ class Run:
     run folder and its lock, config.json, the signals, and how the run ends (status, message,
     curves, summary.json, exit code). Every script's main reads
 
+        start = restore(...) if ckpt else 0   # a checkpoint that does not fit: exit 2 first
         run = common.Run(parser, SCRIPT, args, ckpt, device, method_name(args), use_graph, argv)
-        start = restore(...) if ckpt else 0
         with run.training(start) as logged:   # logged: the iterations metrics.csv holds
             ...evaluate at start (unless logged), then train while not run.stopped, and set
             run.last to every evaluation's metrics row

@@ -48,8 +48,13 @@ def small_evaluation(request, monkeypatch):
     4096 points, at a fortieth of the cost (exact W1 on 1024 points takes ~0.2 s, and a test run
     evaluates several times). A test marked full_evaluation keeps the scripts' sizes; runs in
     subprocesses always do."""
-    if request.node.get_closest_marker("full_evaluation"):
-        return
+    if not request.node.get_closest_marker("full_evaluation"):
+        evaluate_small(monkeypatch)
+
+
+def evaluate_small(monkeypatch):
+    """What small_evaluation does, for a fixture of a wider scope too (a run shared by the
+    tests of a module)."""
     import common
     for name in common.SCRIPTS:
         mod = importlib.import_module(name)
@@ -75,8 +80,12 @@ def fast_figures(request, monkeypatch):
     placeholder. Rendering (constrained layout, rasterising, PNG) costs ~0.6 s a figure and a
     test run writes several; tests whose subject is a figure are marked real_figures (the
     figure tests, one run of every script on every dataset, the comparison's grids)."""
-    if request.node.get_closest_marker("real_figures"):
-        return
+    if not request.node.get_closest_marker("real_figures"):
+        draw_only(monkeypatch)
+
+
+def draw_only(monkeypatch):
+    """What fast_figures does, for a fixture of a wider scope too."""
     from matplotlib.figure import Figure
 
     def savefig(self, fname, **kw):

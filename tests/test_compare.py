@@ -13,28 +13,50 @@ from common import SCRIPTS  # noqa: E402
 
 pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
 
-TINY = ["--only", "slogan-l10", "gp-onesided-l10", "--data", "swissroll", "--seeds", "0",
-        "--iters", "2", "--dim", "8", "--jobs", "2", "--extra", "--batch", "16", "--n-critic", "1"]
+TINY = ["--only", "slogan-l10", "--data", "swissroll", "digits", "--seeds",
+        "0", "--digits-seeds", "0", "--iters", "1", "--dim", "8", "--jobs", "2"]
+RUN = ["--extra", "--batch", "16", "--n-critic", "1"]
 
 
-def test_tiny_grid_writes_results_and_resumes(tmp_path, capsys):
+def test_tiny_grid_writes_results_resumes_and_the_questions_reuse_its_runs(tmp_path, capsys,
+                                                                          monkeypatch):
+    """A configuration on the swiss roll and the digits and its fixed-generator run, on the
+    local pool where Ray is not installed: the counts while no run ends, the tables and
+    figures; a second call runs nothing; and open_questions.py, asked for a run of the same
+    identity into the same folder, finds it done and writes its table from it."""
+    import open_questions
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as without the package
+    monkeypatch.delitem(sys.modules, "on_ray", raising=False)
     out = str(tmp_path / "cmp")
-    assert compare.main(TINY[:-5] + ["--out", out] + TINY[-5:]) == 0
+    assert compare.main(TINY + ["--out", out, "--heartbeat", "0.01"] + RUN) == 0
     first = capsys.readouterr().out
-    assert first.count("exit 0") == 4  # 2 configurations + their 2 fixed-generator runs
+    assert first.count("exit 0") == 3  # 2 datasets + the fixed-generator run
+    assert "0/3 done, 2 running | still running" in first  # every 0.6 s while the runs run
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
-    assert {r["config"] for r in rows} == {"slogan-l10", "gp-onesided-l10"}
+    assert {(r["config"], r["data"]) for r in rows} == {
+        ("slogan-l10", "swissroll"), ("slogan-l10", "digits")}
     assert all(float(r["w1_over_floor_median"]) > 0 and r["runs"] == "1" for r in rows)
     md = open(os.path.join(out, "results.md")).read()
     assert "| slogan-l10 | swissroll | 1 |" in md and "Command:" in md
+    assert "| slogan-l10 | digits | 1 |" in md and "/10 |" in md and "TV " in md
+    assert "mean digit repeated 512 times" in md
     fixed = list(csv.DictReader(open(os.path.join(out, "fixed.csv"))))
-    assert {r["config"] for r in fixed} == {"slogan-l10", "gp-onesided-l10"}
-    assert os.path.getsize(os.path.join(out, "grid-swissroll.png")) > 10_000
+    assert [r["config"] for r in fixed] == ["slogan-l10"]
+    for f in ("grid-swissroll.png", "grid-digits.png"):
+        assert os.path.getsize(os.path.join(out, f)) > 10_000, f
     # a second call finds every run finished and runs nothing again
-    assert compare.main(TINY[:-5] + ["--out", out] + TINY[-5:]) == 0
+    assert compare.main(TINY + ["--out", out] + RUN) == 0
     second = capsys.readouterr().out
-    assert second.count("skipped (done)") == 4 and "exit" not in second.split("done in")[0]
+    assert second.count("skipped (done)") == 3 and "exit" not in second.split("done in")[0]
     assert "not done" not in second
+    argv = ["--only", "slogan-l10", "--seeds", "0", "--iters-scale", "0.0002", "--out", out,
+            *RUN, "--dim", "8"]
+    assert open_questions.main(argv) == 0
+    assert "skipped (done)" in capsys.readouterr().out
+    md = open(os.path.join(out, "questions.md")).read()
+    assert "| slogan-l10 | Q1 Q3 | 1 |" in md
+    (row,) = csv.DictReader(open(os.path.join(out, "questions.csv")))
+    assert row["dist_corr"] != "" and float(row["ms_per_iter"]) > 0
 
 
 def test_report_only_counts_missing_runs(tmp_path, capsys):
@@ -72,17 +94,6 @@ def test_plan_passes_each_script_its_digits_length():
     iters = {r[4]: r[3][r[3].index("--iters") + 1] for r in compare.plan(a)}
     assert iters == {"8gaussians": "2500", "25gaussians": "2500", "swissroll": "2500",
                      "digits": "1000"}
-
-
-def test_tiny_digits_grid_writes_the_table_and_the_sample_grid(tmp_path, capsys):
-    out = str(tmp_path / "cmp")
-    assert compare.main(["--only", "gp-onesided-l10", "c-transform", "--data", "digits",
-                         "--digits-seeds", "0", "--iters", "2", "--jobs", "2", "--out", out,
-                         "--extra", "--dim", "16", "--batch", "16"]) == 0
-    table = open(os.path.join(out, "results.md")).read()
-    assert "| gp-onesided-l10 | digits | 1 |" in table and "| c-transform | digits | 1 |" in table
-    assert "/10 |" in table and "TV " in table and "mean digit repeated 512 times" in table
-    assert os.path.getsize(os.path.join(out, "grid-digits.png")) > 10_000
 
 
 def test_no_run_never_replaces_a_table_with_an_emptier_one(tmp_path, capsys):
@@ -169,17 +180,3 @@ def test_batch_w1_study_runs_and_separates_collapse(tmp_path):
         assert float(r["floor_nn_ratio"]) > 0.6 and float(r["ot-means drawn_nn_ratio"]) < 0.3
         assert float(r["mean_mean"]) > float(r["floor_mean"])  # one point is far from the data
     assert os.path.getsize(os.path.join(out, "batch_w1.png")) > 10_000
-
-
-def test_open_questions_runs_its_grid_and_writes_the_table(tmp_path, capsys):
-    import open_questions
-    out = str(tmp_path / "q")
-    argv = ["--only", "ramp", "toward-fake", "--seeds", "0", "--iters-scale", "0.0004",
-            "--jobs", "2", "--out", out, "--extra", "--dim", "8", "--batch", "16"]
-    assert open_questions.main(argv) == 0
-    md = open(os.path.join(out, "questions.md")).read()
-    assert "| gp-twosided-ramp0.1to10 | Q4 | 1 |" in md and "toward-fake0.1-wgan-l10" in md
-    rows = list(csv.DictReader(open(os.path.join(out, "questions.csv"))))
-    assert all(r["dist_corr"] != "" and float(r["ms_per_iter"]) > 0 for r in rows)
-    assert open_questions.main(argv) == 0  # all done: nothing runs again
-    assert "skipped (done)" in capsys.readouterr().out

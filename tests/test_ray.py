@@ -98,24 +98,25 @@ def test_a_grid_on_two_nodes_is_the_local_pools_and_a_rerun_runs_nothing(cluster
     assert "Traceback" not in err
     assert re.search(r"0/2 done, [12] running \| still running", said), said  # every 1.2 s
     assert len(set(re.findall(r"exit 0 in [\d.]+ s on node (\w+)", said))) == 2, said  # 2 nodes
-    assert compare.main(argv + [local, "--jobs", "2"] + extra) == 0
+    # the local pool's run of seed 0 (one is enough to compare: both went the same way)
+    local_argv = argv[:argv.index("--mixture-seeds")] + ["--mixture-seeds", "0", "--out"]
+    assert compare.main(local_argv + [local, "--jobs", "1"] + extra) == 0
     ours, theirs = summaries(remote), summaries(local)
-    assert sorted(ours) == sorted(theirs) == ["c-transform-25gaussians-s0",
-                                              "c-transform-25gaussians-s1"]
+    assert sorted(ours) == ["c-transform-25gaussians-s0", "c-transform-25gaussians-s1"]
+    assert sorted(theirs) == ["c-transform-25gaussians-s0"]
     for key, s in ours.items():  # what came back is a run folder as a local run leaves it
         folder = os.path.dirname(glob.glob(os.path.join(remote, "runs", key, "*",
                                                         "summary.json"))[0])
         assert {"config.json", "metrics.csv", "checkpoint.pt", "critic_final.png",
                 "curves.png"} <= set(os.listdir(folder))
-        assert s["status"] == "finished" and s["run_dir"] != theirs[key]["run_dir"]
-        same = {k: v for k, v in s["final"].items() if k not in TIMING}
-        assert same == {k: v for k, v in theirs[key]["final"].items() if k not in TIMING}
+        assert s["status"] == "finished"
         assert "finished in" in open(os.path.join(remote, "runs", key, "log.txt")).read()
-    rows = [list(csv.DictReader(open(os.path.join(o, "results.csv")))) for o in (remote, local)]
-    for row in rows:
-        for r in row:
-            r.pop("wall_s_median")
-    assert rows[0] == rows[1]
+    s, t = ours["c-transform-25gaussians-s0"], theirs["c-transform-25gaussians-s0"]
+    assert s["run_dir"] != t["run_dir"]
+    assert ({k: v for k, v in s["final"].items() if k not in TIMING}
+            == {k: v for k, v in t["final"].items() if k not in TIMING})
+    (row,) = csv.DictReader(open(os.path.join(remote, "results.csv")))
+    assert row["runs"] == "2"
     # the same command again: every run is found finished, nothing is sent to the cluster
     before = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(remote, "runs", "*", "*",
                                                                     "*"))}
@@ -197,11 +198,11 @@ def test_a_run_that_no_node_can_hold_is_refused_before_anything_runs(cluster, tm
 def test_the_w1_benchmark_packs_runs_on_a_gpu_and_gives_the_local_numbers(cluster, tmp_path):
     """Half a GPU and half a CPU a training: both go to the head, which declares one GPU (Ray
     takes it on trust; torch here has no CUDA, so --device auto trains on the CPU), side by
-    side: each ran while the other did (their trainings are long enough, ~4 s each, that a
+    side: each ran while the other did (their trainings are long enough, ~2 s each, that a
     loaded machine's slower start of the second cannot miss the first). Its trainings come back
     as values: the same numbers as train() gives here."""
     argv = ["--only", "gp-onesided", "wgan-sn", "--dims", "2", "--funnels", "4", "--seeds", "0",
-            "--iters", "200", "--device", "auto", "--cpus-per-run", "0.5", "--gpus-per-run",
+            "--iters", "100", "--device", "auto", "--cpus-per-run", "0.5", "--gpus-per-run",
             "0.5"]
     code, said, err = run(cluster, "w1_benchmark.py", argv + ["--out", str(tmp_path)])
     assert code == 0, said + err
@@ -209,7 +210,7 @@ def test_the_w1_benchmark_packs_runs_on_a_gpu_and_gives_the_local_numbers(cluste
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert [r["config"] for r in rows] == ["gp-onesided-l10", "wgan-sn"]
     for r in rows:
-        here = w1_benchmark.train(r["config"], 2, 4, 0, 200)
+        here = w1_benchmark.train(r["config"], 2, 4, 0, 100)
         for k in ("cos", "l2", "estimate", "true_w1", "at_centre"):
             assert float(r[k]) == here[k], k
 

@@ -208,16 +208,16 @@ def test_a_second_sweep_into_the_same_out_is_refused(tmp_path, capsys):
 
 
 # ------------------------------------------------------------- D10, D11: signals and resume
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM])  # the Runner treats SIGINT the same way
 def test_a_signal_to_the_sweep_reaches_its_runs_and_a_rerun_resumes(signum, tmp_path):
     """The signal goes to compare alone (as `kill` or a scheduler sends it): the running run
     gets it, writes its checkpoint; compare writes its tables and exits 128 + signal without a
     traceback. The same command again resumes the run from its checkpoint (SIGTERM case)."""
     out = str(tmp_path / "cmp")
     argv = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"), "--only",
-            "c-transform", "--data", "swissroll", "--seeds", "0", "--no-fixed", "--iters", "4000",
-            "--out", out, "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1",
-            "--eval-every", "4000"]
+            "c-transform", "--data", "25gaussians", "--mixture-seeds", "0", "--no-fixed", "--iters",
+            "1500", "--out", out, "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1",
+            "--eval-every", "1500"]  # 25gaussians: the toys' cheapest evaluation
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -225,13 +225,14 @@ def test_a_signal_to_the_sweep_reaches_its_runs_and_a_rerun_resumes(signum, tmp_
     while not glob.glob(os.path.join(out, "runs", "*", "*", "checkpoint.pt")):  # it 0 is done
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
+    time.sleep(1.0)  # past its first evaluation's writing, into its iterations (~3 s of them)
     proc.send_signal(signum)
     said, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, said + err
     assert "Traceback" not in err and "interrupted" in said
     (run_dir,) = glob.glob(os.path.join(out, "runs", "*", "*", "summary.json"))
     summ = json.load(open(run_dir))
-    assert summ["status"] == "interrupted" and 0 < summ["iteration"] < 4000
+    assert summ["status"] == "interrupted" and 0 < summ["iteration"] < 1500
     assert os.path.exists(os.path.join(out, "results.md"))
     if signum != signal.SIGTERM:
         return
@@ -240,8 +241,27 @@ def test_a_signal_to_the_sweep_reaches_its_runs_and_a_rerun_resumes(signum, tmp_
     assert "resumed: exit 0" in r.stdout
     assert len(glob.glob(os.path.join(out, "runs", "*", "*", "summary.json"))) == 1
     summ = json.load(open(run_dir))
-    assert summ["status"] == "finished" and summ["iteration"] == 4000
-    assert "| c-transform | swissroll | 1 |" in open(os.path.join(out, "results.md")).read()
+    assert summ["status"] == "finished" and summ["iteration"] == 1500
+    assert "| c-transform | 25gaussians | 1 |" in open(os.path.join(out, "results.md")).read()
+
+
+def test_the_runner_passes_ctrl_c_to_its_runs_and_a_second_one_kills_them():
+    """What the process test above shows for SIGTERM, for SIGINT, on the Runner's handler
+    itself: the first signal goes to every running child as it is, the second kills them."""
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                for _ in range(2)]
+    runner = sweep.Runner()
+    runner.children.update(children)
+    runner._handle(signal.SIGINT, None)
+    # each got SIGINT: a KeyboardInterrupt (1), or the signal itself if Python was still starting
+    assert all(c.wait(timeout=30) in (1, -signal.SIGINT) for c in children)
+    assert runner.signum == signal.SIGINT
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal("
+                                 "signal.SIGINT, signal.SIG_IGN); time.sleep(60)"])
+    time.sleep(0.5)
+    runner.children = {stubborn}
+    runner._handle(signal.SIGINT, None)  # the second: at once
+    assert stubborn.wait(timeout=30) == -signal.SIGKILL
 
 
 def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsys, monkeypatch):
@@ -399,8 +419,9 @@ def test_where_the_runs_go_is_checked_before_anything_runs(program, flags, says,
     assert not os.path.exists(tmp_path / "o" / "runs")
 
 
-def test_without_ray_installed_the_local_pool_runs_and_ray_says_how_to_get_it(
+def test_without_ray_installed_ray_says_how_to_get_it_and_the_rest_works(
         tmp_path, capsys, monkeypatch):
+    """(The local pool's runs without Ray: tests/test_compare.py's tiny grid.)"""
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as without the package
     monkeypatch.delitem(sys.modules, "on_ray", raising=False)
     out = str(tmp_path / "cmp")
@@ -408,11 +429,6 @@ def test_without_ray_installed_the_local_pool_runs_and_ray_says_how_to_get_it(
                     "pip install -r requirements-ray.txt")
     assert compare.main(ONE + ["--out", out, "--ray", "auto", "--no-run"]) == 0  # runs nothing
     assert "1 of 1 runs are not done" in capsys.readouterr().out
-    assert compare.main(ONE + ["--out", out, "--heartbeat", "0.01", "--extra", "--dim", "8",
-                               "--batch", "16"]) == 0
-    said = capsys.readouterr().out
-    assert "1/1 done, 0 running | c-transform-swissroll-s0: ran: exit 0" in said
-    assert "0/1 done, 1 running | still running" in said  # every 0.6 s while the run runs
 
 
 def test_progress_counts_and_its_eta_from_the_runs_that_ran():

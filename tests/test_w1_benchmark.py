@@ -239,10 +239,20 @@ def _driver(out, *extra):
 
 def _workers(pid):
     """The pool's worker processes of the driver pid (not multiprocessing's resource
-    tracker, which leaves on its own when the driver is gone)."""
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+    tracker, which leaves on its own when the driver is gone). Read from /proc, not `ps`:
+    `ps` cuts its lines at $COLUMNS, and a long interpreter path hides the worker's name."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or one that ended while we looked
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
 
 
 def _gone(pids, seconds=10):
