@@ -79,7 +79,7 @@ def fast_figures(request, monkeypatch):
     """Figures are drawn (every plotting call runs) but not rendered: Figure.savefig writes a
     placeholder. Rendering (constrained layout, rasterising, PNG) costs ~0.6 s a figure and a
     test run writes several; tests whose subject is a figure are marked real_figures (the
-    figure tests, one run of every script on every dataset, the comparison's grids)."""
+    figure tests, one run of each script in test_scripts.py, the comparison's grids)."""
     if not request.node.get_closest_marker("real_figures"):
         draw_only(monkeypatch)
 
