@@ -56,8 +56,10 @@ class Cluster:
     c.command(argv) the argv that runs a program inside the namespace (a Ray driver, say), and
     the workers' temporary files are under c.work."""
 
-    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT, head_gpus: int = 0):
+    def __init__(self, nodes: int = 2, cpus: float = 1, port: int = PORT, head_gpus: int = 0,
+                 niceness: int = 0):
         self.nodes, self.cpus, self.port, self.head_gpus = nodes, cpus, port, head_gpus
+        self.niceness = niceness
         self.address = f"127.0.0.1:{port}"
         self.proc = self.tmp = self.work = None
 
@@ -68,7 +70,7 @@ class Cluster:
         self.proc = subprocess.Popen(
             [*unshare_command(), sys.executable, os.path.abspath(__file__), "--serve",
              "--nodes", str(self.nodes), "--cpus", str(self.cpus), "--port", str(self.port),
-             "--head-gpus", str(self.head_gpus),
+             "--head-gpus", str(self.head_gpus), "--niceness", str(self.niceness),
              "--temp-dir", self.tmp], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         said = []
@@ -116,7 +118,11 @@ def serve(a) -> None:
     # The workers' temporary files (a run's folder while it runs) go under the cluster's folder.
     work = os.path.join(a.temp_dir, "work")
     os.makedirs(work, exist_ok=True)
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TMPDIR=work)
+    # Ray starts its workers at niceness 15 by default: on a machine with other work (a test
+    # suite beside other jobs) the trainings would get a few per cent of a core and tests time
+    # out. By default here they compete as equals, as the local pool's do.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_worker_niceness=str(a.niceness),
+               TMPDIR=work)
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", f"{a.cpus:g}",
               "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
     subprocess.run([*ray, "start", "--head", "--port", str(a.port), "--temp-dir", a.temp_dir,
@@ -137,6 +143,8 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=PORT, help="the head's port")
     p.add_argument("--head-gpus", type=int, default=0,
                    help="GPUs the head declares (Ray takes them on trust)")
+    p.add_argument("--niceness", type=int, default=0,
+                   help="the niceness of the workers and their trainings (Ray's own default: 15)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--temp-dir", help=argparse.SUPPRESS)
     p.add_argument("command", nargs=argparse.REMAINDER,
@@ -158,7 +166,7 @@ def main(argv=None) -> int:
         print(f"loopback_cluster.py: error: no loopback cluster here: {why}", file=sys.stderr)
         return 2
     cmd = a.command
-    with Cluster(a.nodes, a.cpus, a.port, a.head_gpus) as c:
+    with Cluster(a.nodes, a.cpus, a.port, a.head_gpus, a.niceness) as c:
         print(f"[cluster] {a.nodes} nodes of {a.cpus:g} CPU(s) at {c.address}", flush=True)
         return subprocess.run(c.command(cmd)).returncode
 

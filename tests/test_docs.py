@@ -21,18 +21,27 @@ DOCS = sorted({*glob.glob(os.path.join(ROOT, "*.md")),
 
 
 def commands(path):
-    """(line number, command) for every `python <file>.py ...` in a code block or a code span."""
-    found, block = [], False
+    """(line number, command) for every `python <file>.py ...` in a code block or a code span;
+    a block's line that ends in a backslash goes on on the next (the command is the whole)."""
+    found, block, held = [], False, None
     for i, line in enumerate(open(path, encoding="utf-8"), 1):
         if line.lstrip().startswith("```"):
-            block = not block
+            block, held = not block, None
             continue
+        if block and held is not None:
+            start, line = held[0], held[1] + " " + line.strip()
+        else:
+            start = i
+        if block and line.rstrip().endswith("\\"):
+            held = (start, line.rstrip()[:-1].rstrip())
+            continue
+        held = None
         texts = [line] if block else re.findall(r"`([^`]+)`", line)
         for text in texts:
             text = re.split(r"\s#\s", text)[0].strip()  # a comment after the command
             m = re.search(r"(?:^|\s)(python [\w/]+\.py(?: .*)?)$", text)
             if m and not re.search(r"[<…]|\.\.\.", m.group(1)):
-                found.append((i, m.group(1)))
+                found.append((start, m.group(1)))
     return found
 
 
@@ -79,7 +88,9 @@ def test_the_documents_show_commands():
 def test_every_command_shown_exists_with_its_flags(where, line, command, monkeypatch, capsys):
     argv = shlex.split(command)
     try:
-        parse(argv, monkeypatch)
+        a = parse(argv, monkeypatch)
+        if argv[1].endswith("loopback_cluster.py") and a.command[:1] == ["python"]:
+            parse(a.command, monkeypatch)  # and the command it runs inside the cluster
     except SystemExit as e:
         pytest.fail(f"{where}:{line}: `{command}` is refused: {capsys.readouterr().err.strip()}"
                     if e.code else f"{where}:{line}: `{command}` exits")

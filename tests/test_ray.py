@@ -56,9 +56,23 @@ def driver(cluster, program, argv):
 
 
 def run(cluster, program, argv, timeout=600):
-    r = subprocess.run(driver(cluster, program, argv), cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
+    proc = subprocess.Popen(driver(cluster, program, argv), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    said, err = finish(proc, timeout, f"{program} to end")
+    return proc.returncode, said, err
+
+
+def finish(proc, timeout, what):
+    """proc's (stdout, stderr) once it has ended. The timeout only bounds a hang: on a machine
+    whose CPUs are all busy the work takes a few times its unloaded time, and the deadlines here
+    are ten times that. A hang is killed and the failure says what was waited for, with what the
+    driver had said so far."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        said, err = proc.communicate()
+        pytest.fail(f"waited {timeout} s for {what}; the driver said:\n{said}\n{err}")
 
 
 def summaries(out):
@@ -71,20 +85,29 @@ def summaries(out):
     return found
 
 
-def running_checkpoint(cluster, proc, other_than=None, deadline=600):
-    """Wait until a run on the cluster has written its first checkpoint (in a worker's temporary
-    folder, other than other_than: nothing reaches the driver before the run ends); returns
-    that folder. The event itself is waited for: the deadline only bounds a hang, and is far
-    beyond the ~20 s it takes on a loaded 2-core machine."""
+def run_folders(cluster):
+    """The runs' temporary folders on the cluster's workers, those of earlier tests included."""
+    return set(glob.glob(os.path.join(cluster.work, "wgan-run-*")))
+
+
+def running_checkpoint(cluster, proc, seen, deadline=600):
+    """Wait until a run on the cluster has written its first checkpoint in a worker's temporary
+    folder not in seen (the folders there before, of earlier tests or tries: nothing reaches the
+    driver before the run ends); returns that folder. The event itself is waited for: the
+    deadline only bounds a hang, and is far beyond the ~20 s it takes on a loaded 2-core
+    machine."""
     end = time.time() + deadline
     while True:
-        found = [f for f in glob.glob(os.path.join(cluster.work, "wgan-run-*"))
-                 if f != other_than and glob.glob(os.path.join(f, "runs", "*", "checkpoint.pt"))]
+        found = [f for f in run_folders(cluster) - set(seen)
+                 if glob.glob(os.path.join(f, "runs", "*", "checkpoint.pt"))]
         if found:
             return found[0]
         assert proc.poll() is None, ("the driver ended before a run on the cluster wrote its "
                                      "first checkpoint", proc.communicate())
-        assert time.time() < end, f"no run on the cluster wrote a checkpoint in {deadline} s"
+        if time.time() > end:
+            proc.kill()
+            pytest.fail(f"waited {deadline} s for a run on the cluster to write its first "
+                        f"checkpoint; the driver said:\n" + "\n".join(proc.communicate()))
         time.sleep(0.1)
 
 
@@ -134,12 +157,13 @@ def test_a_killed_worker_is_tried_again_and_ctrl_c_brings_the_run_back_to_resume
     (its folder travels to a worker and back) and it finishes, in one run folder."""
     out = str(tmp_path / "cmp")
     argv = LONG[:LONG.index("--extra")] + ["--out", out] + LONG[LONG.index("--extra"):]
+    seen = run_folders(cluster)
     proc = subprocess.Popen(driver(cluster, "compare.py", argv), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = kill_once_running(cluster, proc)
-    running_checkpoint(cluster, proc, other_than=first)  # the second try is under way
+    first = kill_once_running(cluster, proc, seen)
+    running_checkpoint(cluster, proc, seen | {first})  # the second try is under way
     proc.send_signal(signal.SIGINT)
-    said, err = proc.communicate(timeout=120)
+    said, err = finish(proc, 300, "the driver to end after Ctrl-C")
     assert proc.returncode == 130, said + err
     assert "Traceback" not in err, err
     assert re.search(r"ran: exit 130 in [\d.]+ s on node \w+ \(127.0.0.1\), try 2 of 3 "
@@ -155,13 +179,24 @@ def test_a_killed_worker_is_tried_again_and_ctrl_c_brings_the_run_back_to_resume
     assert glob.glob(os.path.join(out, "runs", "*", "*", "config-resume*.json"))
 
 
-def kill_once_running(cluster, proc, what="ray::on_board", other_than=None):
+def kill_once_running(cluster, proc, seen, what="ray::on_board"):
     """SIGKILL the process whose command line holds `what` (by default the Ray worker that runs
-    the task; its training dies with it) once the run has written its first checkpoint; returns
-    the run's temporary folder."""
-    folder = running_checkpoint(cluster, proc, other_than)
-    (pid,) = cluster.pids(what)
-    os.kill(pid, signal.SIGKILL)
+    the task; its training dies with it) once the run has written its first checkpoint in a
+    folder not in seen; returns the run's temporary folder."""
+    folder = running_checkpoint(cluster, proc, seen)
+    # The training writes its checkpoint while its worker runs: one process, there already (a
+    # worker renames itself ray::<function> as its task starts). Asked for a few times only
+    # because /proc is read while processes come and go.
+    for _ in range(50):
+        pids = cluster.pids(what)
+        if len(pids) == 1:
+            break
+        time.sleep(0.1)
+    assert len(pids) == 1, (f"one process with {what!r} in its command line was expected on "
+                            f"the cluster while the run wrote {folder}; found {pids}")
+    # at the niceness the cluster gave it (Ray's own 15 starves it beside other work)
+    assert os.getpriority(os.PRIO_PROCESS, pids[0]) == cluster.niceness == 0
+    os.kill(pids[0], signal.SIGKILL)
     return folder
 
 
@@ -174,10 +209,11 @@ def test_a_run_whose_training_is_killed_more_often_than_retries_is_reported_fail
     out = str(tmp_path / "questions")
     argv = ["--only", "c-transform", "--seeds", "0", "--retries", "0", "--out", out, "--extra",
             *LONG[LONG.index("--extra") + 1:], "--iters", str(ITERS)]
+    seen = run_folders(cluster)
     proc = subprocess.Popen(driver(cluster, "open_questions.py", argv), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    kill_once_running(cluster, proc, what="runpy.run_path")  # the training's command line
-    said, err = proc.communicate(timeout=240)
+    kill_once_running(cluster, proc, seen, what="runpy.run_path")  # the training's command line
+    said, err = finish(proc, 600, "open_questions.py to end after its training was killed")
     assert proc.returncode == 1, said + err
     assert "1 failed" in said and "failed after 1 try: the training died of signal 9" in said
     assert "Failed in this call" in open(os.path.join(out, "questions.md")).read()
