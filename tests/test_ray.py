@@ -63,10 +63,9 @@ def run(cluster, program, argv, timeout=600):
 
 
 def finish(proc, timeout, what):
-    """proc's (stdout, stderr) once it has ended. The timeout only bounds a hang: on a machine
-    whose CPUs are all busy the work takes a few times its unloaded time, and the deadlines here
-    are ten times that. A hang is killed and the failure says what was waited for, with what the
-    driver had said so far."""
+    """proc's (stdout, stderr) once it has ended. The timeout only bounds a hang (the whole of
+    this file takes ~5 minutes beside four busy loops on 2 cores): a hang is killed and the
+    failure says what was waited for, with what the driver had said so far."""
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
