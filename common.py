@@ -40,6 +40,7 @@ import signal
 import sys
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -372,6 +373,65 @@ def mode_stats(name: str, samples) -> dict | None:
         "n_modes": int(len(c)),
         "high_quality": float(good.mean()),
     }
+
+
+N_EVAL = 1024  # points per evaluation (digits: the DIGITS_TEST held out): exact W1 takes ~0.2 s
+N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
+
+
+@contextlib.contextmanager
+def evaluation_rng(seed: int, it: int, device):
+    """Evaluation at iteration it draws from a random stream of its own (seeded by the run's
+    seed and it) and leaves the training's stream where it was: a run stopped and resumed draws
+    the same numbers as one that was not, and measuring more or less changes no training."""
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed((seed * 1_000_003 + it + 1) % 2**63)
+        yield
+
+
+class Measured(NamedTuple):
+    """What measure returns: the metrics row, and the last draw (held-out real points, generated
+    points and their exact W1) for the method's own diagnostics."""
+    row: dict
+    real: torch.Tensor
+    fake: torch.Tensor
+    w1: float
+
+
+def measure(name: str, generate, critic, device, estimate=None) -> Measured:
+    """The measurement every method's evaluation starts with, the same for every constraint:
+
+        w1, w1_floor      exact W1(generated, held-out real) and W1(real, held-out real), each
+                          a mean over N_EVAL_DRAWS draws of N_EVAL points (digits: DIGITS_TEST)
+        critic_estimate   the method's estimate of W1 on the last draw; by default
+                          E f(real) − E f(fake), or estimate(real, fake) where a method
+                          estimates otherwise (wgan_ct.py: E f + E f^c)
+        coverage          modes on the mixtures, classes on the digits, nn_ratio (sample_stats)
+        collapse          on the digits, the W1 of two collapsed generators (collapsed_baselines)
+        distance          on the toys, whether f is a distance to the data (distance_stats)
+
+    generate(real_batch) returns the generated points for a batch of training points (the
+    script's fake_batch: a fixed generator's fakes are noisy copies of them). Draws from the
+    current random stream: call it inside evaluation_rng. A generated sample that is NaN or
+    infinite raises Diverged.
+    """
+    n = DIGITS_TEST if name == "digits" else N_EVAL
+    w1s, floors = [], []
+    for _ in range(N_EVAL_DRAWS):
+        real = sample(name, n, device, split="test")  # digits: held out
+        with torch.no_grad():
+            fake = generate(sample(name, n, device))
+        if not torch.isfinite(fake).all():
+            raise Diverged("a generated sample")
+        w1s.append(w1(fake, real))
+        floors.append(w1(sample(name, n, device, replace=False), real))
+    with torch.no_grad():
+        est = estimate(real, fake) if estimate else critic(real).mean() - critic(fake).mean()
+    row = {"critic_estimate": float(est), "w1": sum(w1s) / len(w1s),
+           "w1_floor": sum(floors) / len(floors), **sample_stats(name, fake, real),
+           **collapsed_baselines(name),  # digits: what a collapse scores
+           **distance_stats(name, critic, device)}  # toys: is f a distance to the data?
+    return Measured(row, real, fake, w1s[-1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -907,6 +967,18 @@ def coverage_text(row: dict) -> str:
     if "classes" in row:
         return f" | {row['classes']}/{row['n_classes']} classes, TV {row['class_tv']:.2f}"
     return ""
+
+
+def progress_line(script: str, row: dict, iters: int, method: str, estimate: str = "est") -> str:
+    """The line a script prints at each evaluation, the same in every script but for `method`:
+    what it shows of its own columns, as a format string of row keys (e.g. "R {penalty:.4f}"),
+    and the name of its estimate. A value not measured yet prints as –."""
+    r = shown(row)
+    return (f"[{script}] it {r['iter']:>6}/{iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f} "
+            + method.format(**r) + f" | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
+            f" {estimate} {r['critic_estimate']:.3f}{coverage_text(row)}"
+            f" | {r['it_per_s']:.1f} it/s"
+            f" | ETA {fmt_time(row['ms_per_iter'] / 1000 * (iters - row['iter']))}")
 
 
 def fmt_time(s: float) -> str:

@@ -42,8 +42,6 @@ import common
 from common import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
-N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
-N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
 RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
 
 
@@ -103,6 +101,19 @@ def minimiser_top_share(f_real, real, fake) -> torch.Tensor:
     return counts.max() / len(fake)
 
 
+def critic_step(D, opt_d, real, fake, args):
+    """One update of the critic on a batch: what train_step repeats n_critic times and what
+    benchmarks/w1_benchmark.py trains. Returns the loss, the critic's value mean f + mean f^c
+    and f at the real points, as device tensors."""
+    out_real = D(real)
+    value = out_real.mean() + c_transform(out_real, real, fake, args.epsilon).mean()
+    loss_d = -value  # max_f  mean f(x) + mean f^c(y)
+    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+    loss_d.backward()
+    opt_d.step()
+    return loss_d, value, out_real
+
+
 def method_name(args) -> str:
     kind = f"(c, ε)-transform, ε = {args.epsilon:g}" if args.epsilon > 0 else "c-transform"
     return f"WGAN-CT, {kind}"
@@ -111,16 +122,6 @@ def method_name(args) -> str:
 def estimate_label(args) -> str:
     """What the curves call the critic_estimate column: the critic's value, a lower bound."""
     return "critic value mean f + mean f^c (≤ W1)"
-
-
-# -------------------------------------------------------------------- what the programs run
-# This method's configurations in the project's programs, as flags of this script (the keys of
-# each entry are explained in wgan_gp.py, the template).
-CONFIGS = {
-    "c-transform": {"flags": [], "runs": "toys digits fixed Q1 w1", "published": "cowgan",
-                    "summary": "c-transform"},
-    "c-transform-eps0.05": {"flags": ["--epsilon", "0.05"], "runs": "w1"},
-}
 
 
 # --------------------------------------------------------------------------------------- models
@@ -268,19 +269,6 @@ def fake_batch(G, real, args, generator=None):
     return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
-def critic_step(D, opt_d, real, fake, args):
-    """One update of the critic on a batch: what train_step repeats n_critic times and what
-    benchmarks/w1_benchmark.py trains. Returns the loss, the critic's value mean f + mean f^c
-    and f at the real points, as device tensors."""
-    out_real = D(real)
-    value = out_real.mean() + c_transform(out_real, real, fake, args.epsilon).mean()
-    loss_d = -value  # max_f  mean f(x) + mean f^c(y)
-    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
-    loss_d.backward()
-    opt_d.step()
-    return loss_d, value, out_real
-
-
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     """One generator iteration: n_critic critic steps, then one generator step.
 
@@ -320,34 +308,19 @@ def critic_steps(args, it: int) -> int:
 
 # ---------------------------------------------------------------------------------- evaluation
 def evaluate(G, D, args, device, it: int) -> dict:
-    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, the
-    critic's value mean f + mean f^c against the exact W1 of the same points (on the last draw
-    and on one training-size batch: it must be below both), ‖∇f‖ on the data, and how many fakes
-    share one minimiser.
-
-    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
-    so a run stopped and resumed draws the same numbers as one that was not.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
-        w1s, floors = [], []
-        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
-        for _ in range(N_EVAL_DRAWS):
-            real = common.sample(args.data, n, device, split="test")  # digits: held out
-            with torch.no_grad():
-                fake = fake_batch(G, common.sample(args.data, n, device), args)
-            if not torch.isfinite(fake).all():
-                raise common.Diverged("a generated sample")
-            w1s.append(common.w1(fake, real))
-            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
-        with torch.no_grad():
-            f_r = D(real)
-            est = (f_r.mean() + c_transform(f_r, real, fake, args.epsilon).mean()).item()
-        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
-               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
-               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
-        row.update(common.grad_norm_stats(D, real), estimate_over_w1=est / w1s[-1])  # on data
+    """The measurement every script shares (common.measure: exact W1 and its floor, coverage,
+    collapse), with the critic's value mean f + mean f^c as its estimate; then what this method
+    adds: that value against the exact W1 of the same points (on the last draw and on one
+    training-size batch: it must be below both), ‖∇f‖ on the data, and how many fakes share one
+    minimiser."""
+    with common.evaluation_rng(args.seed, it, device):  # never moves the training's stream
+        def value(r, f):  # the critic's value mean f + mean f^c: its estimate of W1
+            f_r = D(r)
+            return f_r.mean() + c_transform(f_r, r, f, args.epsilon).mean()
+        row, real, fake, w1_last = common.measure(args.data, lambda x: fake_batch(G, x, args), D,
+                                                  device, estimate=value)
+        est = row["critic_estimate"]
+        row.update(common.grad_norm_stats(D, real), estimate_over_w1=est / w1_last)  # on data
         r, f = real[: args.batch], fake[: args.batch]
         with torch.no_grad():
             f_r = D(r)
@@ -380,14 +353,19 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
         "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
     common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
-    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
-    r = common.shown(row)  # a value not measured yet prints as –
-    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f}"
-        f" top {100 * r['minimiser_top_share']:.0f}%"
-        f" | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
-        f" value {r['critic_estimate']:.3f}{cover} | {r['it_per_s']:.1f} it/s"
-        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    say(common.progress_line(SCRIPT, row, args.iters, "top {minimiser_top_share:.0%}", "value"))
     return row
+
+
+# -------------------------------------------------------------------- what the programs run
+# This method's configurations in the project's programs, as flags of this script. `runs`: where
+# each one runs, `summary`: its row in the README's table, `published` and `w1_flags`: the W1
+# benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
+CONFIGS = {
+    "c-transform": {"flags": [], "runs": "toys digits fixed Q1 w1", "published": "cowgan",
+                    "summary": "c-transform"},
+    "c-transform-eps0.05": {"flags": ["--epsilon", "0.05"], "runs": "w1"},
+}
 
 
 # ------------------------------------------------------ run files (the same in every method script)
@@ -445,7 +423,9 @@ def main(argv=None) -> int:
                                     final=it == args.iters)
             mark = (it, time.time())
         while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
-            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            # train_step: critic_steps(args, it) critic_step()s, then one step of G; its
+            # outputs are summed on the device, with no host sync per step
+            acc += run_step(critic_steps(args, it))
             it += 1
             if it % args.eval_every == 0 or it == args.iters or run.stopped:
                 stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])

@@ -48,8 +48,6 @@ import common
 from common import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
-N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
-N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
 RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
 
 
@@ -93,6 +91,19 @@ def divergence_penalty(critic, real: torch.Tensor, fake: torch.Tensor, k: float 
         return k * (grad.flatten(1).pow(2).sum(1) + eps).pow(p / 2).mean()
 
 
+def critic_step(D, opt_d, real, fake, args):
+    """One update of the critic on a batch: what train_step repeats n_critic times and what
+    benchmarks/w1_benchmark.py trains. Returns the loss, the gradient term k·E‖∇f‖^p and the
+    batch estimate E f(real) − E f(fake), as device tensors."""
+    f_real, f_fake = D(real).mean(), D(fake).mean()
+    pen = divergence_penalty(D, real, fake, args.k, args.p, args.points)
+    loss_d = f_fake - f_real + pen  # E f(fake) − E f(real) + k·E‖∇f(x̂)‖^p
+    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+    loss_d.backward()
+    opt_d.step()
+    return loss_d, pen, f_real - f_fake
+
+
 def method_name(args) -> str:
     where = "" if args.points == "interpolate" else ", on the real and fake points"
     return f"WGAN-div, k = {args.k:g}, p = {args.p:g}{where}"
@@ -101,14 +112,6 @@ def method_name(args) -> str:
 def estimate_label(args) -> str:
     """What the curves call the critic_estimate column."""
     return "critic: E f(real) − E f(fake)"
-
-
-# -------------------------------------------------------------------- what the programs run
-# This method's configurations in the project's programs, as flags of this script (the keys of
-# each entry are explained in wgan_gp.py, the template).
-CONFIGS = {
-    "wgan-div": {"flags": [], "runs": "toys digits fixed Q1 w1", "summary": "WGAN-div (k 2, p 6)"},
-}
 
 
 # --------------------------------------------------------------------------------------- models
@@ -249,19 +252,6 @@ def fake_batch(G, real, args, generator=None):
     return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
-def critic_step(D, opt_d, real, fake, args):
-    """One update of the critic on a batch: what train_step repeats n_critic times and what
-    benchmarks/w1_benchmark.py trains. Returns the loss, the gradient term k·E‖∇f‖^p and the
-    batch estimate E f(real) − E f(fake), as device tensors."""
-    f_real, f_fake = D(real).mean(), D(fake).mean()
-    pen = divergence_penalty(D, real, fake, args.k, args.p, args.points)
-    loss_d = f_fake - f_real + pen  # E f(fake) − E f(real) + k·E‖∇f(x̂)‖^p
-    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
-    loss_d.backward()
-    opt_d.step()
-    return loss_d, pen, f_real - f_fake
-
-
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     """One generator iteration: n_critic critic steps, then one generator step.
 
@@ -296,31 +286,12 @@ def critic_steps(args, it: int) -> int:
 
 # ---------------------------------------------------------------------------------- evaluation
 def evaluate(G, D, args, device, it: int) -> dict:
-    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, ‖∇f‖
-    at interpolates, and the weight gradients of the two parts of the critic loss.
-
-    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
-    so a run stopped and resumed draws the same numbers as one that was not.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
-        w1s, floors = [], []
-        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
-        for _ in range(N_EVAL_DRAWS):
-            real = common.sample(args.data, n, device, split="test")  # digits: held out
-            with torch.no_grad():
-                fake = fake_batch(G, common.sample(args.data, n, device), args)
-            if not torch.isfinite(fake).all():
-                raise common.Diverged("a generated sample")
-            w1s.append(common.w1(fake, real))
-            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
-        with torch.no_grad():
-            est = (D(real).mean() - D(fake).mean()).item()
-        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
-               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
-               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
-        t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
+    """The measurement every script shares (common.measure: exact W1 and its floor, coverage,
+    collapse), then what this method adds: ‖∇f‖ at interpolates, and the weight gradients of the
+    two parts of the critic loss."""
+    with common.evaluation_rng(args.seed, it, device):  # never moves the training's stream
+        row, real, fake, _ = common.measure(args.data, lambda x: fake_batch(G, x, args), D, device)
+        t = torch.rand((len(real),) + (1,) * (real.dim() - 1), device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
         # Does the penalty pull against the discrimination term? Weight gradients of both parts.
         r, f = real[: args.batch], fake[: args.batch]
@@ -352,13 +323,17 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
         "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
     common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
-    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
-    r = common.shown(row)  # a value not measured yet prints as –
-    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f}"
-        f" k·E‖∇f‖^p {r['penalty']:.4f} | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
-        f" est {r['critic_estimate']:.3f}{cover} | {r['it_per_s']:.1f} it/s"
-        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    say(common.progress_line(SCRIPT, row, args.iters, "k·E‖∇f‖^p {penalty:.4f}"))
     return row
+
+
+# -------------------------------------------------------------------- what the programs run
+# This method's configurations in the project's programs, as flags of this script. `runs`: where
+# each one runs, `summary`: its row in the README's table, `published` and `w1_flags`: the W1
+# benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
+CONFIGS = {
+    "wgan-div": {"flags": [], "runs": "toys digits fixed Q1 w1", "summary": "WGAN-div (k 2, p 6)"},
+}
 
 
 # ------------------------------------------------------ run files (the same in every method script)
@@ -416,7 +391,9 @@ def main(argv=None) -> int:
                                     final=it == args.iters)
             mark = (it, time.time())
         while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
-            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            # train_step: critic_steps(args, it) critic_step()s, then one step of G; its
+            # outputs are summed on the device, with no host sync per step
+            acc += run_step(critic_steps(args, it))
             it += 1
             if it % args.eval_every == 0 or it == args.iters or run.stopped:
                 stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])

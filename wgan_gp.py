@@ -39,8 +39,6 @@ import common
 from common import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
-N_EVAL = 1024  # points per evaluation (digits: the 512 held out): exact W1 takes ~0.2 s
-N_EVAL_DRAWS = 3  # W1 and its floor are means over 3 draws: one draw of 1024 points varies ~20 %
 RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
 
 
@@ -72,6 +70,27 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
         return gap.pow(2).mean()
 
 
+def critic_step(D, opt_d, real, fake, args):
+    """One update of the critic on a batch, its constraint included: what train_step repeats
+    n_critic times and what benchmarks/w1_benchmark.py trains. Returns the loss, the penalty R,
+    the batch estimate E f(real) − E f(fake) and λ, as device tensors (λ may be a float)."""
+    lam = args.lam
+    if args.lambda_from is not None:
+        # The ramp reads the critic's step count where the optimiser keeps it: on the GPU under
+        # a CUDA graph (capturable), else on the CPU, a 0-d tensor that GPU kernels take by
+        # value; either way no host-device copy.
+        p0 = opt_d.param_groups[0]["params"][0]
+        done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())
+        lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))
+    f_real, f_fake = D(real).mean(), D(fake).mean()
+    pen = gradient_penalty(D, real, fake, one_sided=args.one_sided)
+    loss_d = f_fake - f_real + lam * pen  # E f(fake) − E f(real) + λR
+    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
+    loss_d.backward()
+    opt_d.step()
+    return loss_d, pen, f_real - f_fake, lam
+
+
 def lambda_at(args, progress):
     """λ, or with --lambda-from the geometric ramp λ₀·(λ/λ₀)^progress, progress ∈ [0, 1] the
     share of the ramp (--lambda-ramp) done: a penalty that tightens as the critic converges.
@@ -91,25 +110,6 @@ def method_name(args) -> str:
 def estimate_label(args) -> str:
     """What the curves call the critic_estimate column."""
     return "critic: E f(real) − E f(fake)"
-
-
-# -------------------------------------------------------------------- what the programs run
-# This method's configurations in the project's programs, as flags of this script. runs: where
-# each one runs: "toys" and "digits" (benchmarks/compare.py's grid), "fixed" (its
-# fixed-generator study), "Q1" … "Q5" (the open questions it answers, benchmarks/
-# open_questions.py), "w1" (benchmarks/w1_benchmark.py, beside the `published` solver of the
-# same family; `w1_flags` where its protocol differs); `summary`: its row in the README's table.
-CONFIGS = {
-    "gp-onesided-l10": {"flags": ["--one-sided", "--lambda", "10"],
-                        "runs": "toys digits fixed Q1 w1", "published": "wgan-lp",
-                        "summary": "WGAN-LP (one-sided GP, λ 10)"},
-    "gp-twosided-l10": {"flags": ["--lambda", "10"], "runs": "toys digits fixed Q1 Q4 w1",
-                        "published": "wgan-gp", "summary": "WGAN-GP (two-sided, λ 10)"},
-    "gp-twosided-l0.1": {"flags": ["--lambda", "0.1"], "runs": "toys Q4",
-                         "summary": "WGAN-GP (two-sided, λ 0.1, gan_toy.py's)"},
-    "gp-twosided-ramp0.1to10": {"flags": ["--lambda-from", "0.1", "--lambda", "10"],
-                                "runs": "Q4"},
-}
 
 
 # --------------------------------------------------------------------------------------- models
@@ -271,27 +271,6 @@ def fake_batch(G, real, args, generator=None):
     return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
-def critic_step(D, opt_d, real, fake, args):
-    """One update of the critic on a batch, its constraint included: what train_step repeats
-    n_critic times and what benchmarks/w1_benchmark.py trains. Returns the loss, the penalty R,
-    the batch estimate E f(real) − E f(fake) and λ, as device tensors (λ may be a float)."""
-    lam = args.lam
-    if args.lambda_from is not None:
-        # The ramp reads the critic's step count where the optimiser keeps it: on the GPU under
-        # a CUDA graph (capturable), else on the CPU, a 0-d tensor that GPU kernels take by
-        # value; either way no host-device copy.
-        p0 = opt_d.param_groups[0]["params"][0]
-        done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())
-        lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))
-    f_real, f_fake = D(real).mean(), D(fake).mean()
-    pen = gradient_penalty(D, real, fake, one_sided=args.one_sided)
-    loss_d = f_fake - f_real + lam * pen  # E f(fake) − E f(real) + λR
-    opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
-    loss_d.backward()
-    opt_d.step()
-    return loss_d, pen, f_real - f_fake, lam
-
-
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
     """One generator iteration: n_critic critic steps, then one generator step.
 
@@ -326,31 +305,12 @@ def critic_steps(args, it: int) -> int:
 
 # ---------------------------------------------------------------------------------- evaluation
 def evaluate(G, D, args, device, it: int) -> dict:
-    """Exact W1 and its floor (means over N_EVAL_DRAWS draws of N_EVAL points), mode stats, ‖∇f‖
-    where the penalty looks, and the weight gradients of the two parts of the critic loss.
-
-    Under fork_rng with a seed of its own: evaluating never moves the training's random stream,
-    so a run stopped and resumed draws the same numbers as one that was not.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed((args.seed * 1_000_003 + it + 1) % 2**63)
-        w1s, floors = [], []
-        n = common.DIGITS_TEST if args.data == "digits" else N_EVAL
-        for _ in range(N_EVAL_DRAWS):
-            real = common.sample(args.data, n, device, split="test")  # digits: held out
-            with torch.no_grad():
-                fake = fake_batch(G, common.sample(args.data, n, device), args)
-            if not torch.isfinite(fake).all():
-                raise common.Diverged("a generated sample")
-            w1s.append(common.w1(fake, real))
-            floors.append(common.w1(common.sample(args.data, n, device, replace=False), real))
-        with torch.no_grad():
-            est = (D(real).mean() - D(fake).mean()).item()
-        row = {"critic_estimate": est, "w1": sum(w1s) / len(w1s),
-               "w1_floor": sum(floors) / len(floors), **common.sample_stats(args.data, fake, real),
-               **common.collapsed_baselines(args.data),  # digits: what a collapse scores
-               **common.distance_stats(args.data, D, device)}  # is f a distance to the data?
-        t = torch.rand((n,) + (1,) * (real.dim() - 1), device=device)
+    """The measurement every script shares (common.measure: exact W1 and its floor, coverage,
+    collapse), then what this method adds: ‖∇f‖ where the penalty looks, and the weight
+    gradients of the two parts of the critic loss."""
+    with common.evaluation_rng(args.seed, it, device):  # never moves the training's stream
+        row, real, fake, _ = common.measure(args.data, lambda x: fake_batch(G, x, args), D, device)
+        t = torch.rand((len(real),) + (1,) * (real.dim() - 1), device=device)
         row.update(common.grad_norm_stats(D, t * real + (1 - t) * fake))  # at fresh x̂
         # Does the penalty pull against the discrimination term? Weight gradients of both parts.
         r, f = real[: args.batch], fake[: args.batch]
@@ -382,13 +342,25 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
         "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
     common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
-    cover = common.coverage_text(row)  # modes on the mixtures, classes on the digits
-    r = common.shown(row)  # a value not measured yet prints as –
-    say(f"[{SCRIPT}] it {it:>6}/{args.iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f}"
-        f" R {r['penalty']:.4f} | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
-        f" est {r['critic_estimate']:.3f}{cover} | {r['it_per_s']:.1f} it/s"
-        f" | ETA {common.fmt_time(row['ms_per_iter'] / 1000 * (args.iters - it))}")
+    say(common.progress_line(SCRIPT, row, args.iters, "R {penalty:.4f}"))
     return row
+
+
+# -------------------------------------------------------------------- what the programs run
+# This method's configurations in the project's programs, as flags of this script. `runs`: where
+# each one runs, `summary`: its row in the README's table, `published` and `w1_flags`: the W1
+# benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
+CONFIGS = {
+    "gp-onesided-l10": {"flags": ["--one-sided", "--lambda", "10"],
+                        "runs": "toys digits fixed Q1 w1", "published": "wgan-lp",
+                        "summary": "WGAN-LP (one-sided GP, λ 10)"},
+    "gp-twosided-l10": {"flags": ["--lambda", "10"], "runs": "toys digits fixed Q1 Q4 w1",
+                        "published": "wgan-gp", "summary": "WGAN-GP (two-sided, λ 10)"},
+    "gp-twosided-l0.1": {"flags": ["--lambda", "0.1"], "runs": "toys Q4",
+                         "summary": "WGAN-GP (two-sided, λ 0.1, gan_toy.py's)"},
+    "gp-twosided-ramp0.1to10": {"flags": ["--lambda-from", "0.1", "--lambda", "10"],
+                                "runs": "Q4"},
+}
 
 
 # ------------------------------------------------------ run files (the same in every method script)
@@ -446,7 +418,9 @@ def main(argv=None) -> int:
                                     final=it == args.iters)
             mark = (it, time.time())
         while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
-            acc += run_step(critic_steps(args, it))  # stays on the device: no sync per step
+            # train_step: critic_steps(args, it) critic_step()s, then one step of G; its
+            # outputs are summed on the device, with no host sync per step
+            acc += run_step(critic_steps(args, it))
             it += 1
             if it % args.eval_every == 0 or it == args.iters or run.stopped:
                 stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])

@@ -33,7 +33,7 @@ import common  # noqa: E402
 import report  # noqa: E402
 import sweep  # noqa: E402
 
-QUESTIONS = ("Q1", "Q2", "Q3", "Q4", "Q5")
+QUESTIONS = tuple(p for p in sweep.PLACES if p.startswith("Q"))  # Q1 … Q5, as the docstring
 
 
 def grid() -> list:

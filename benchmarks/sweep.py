@@ -34,12 +34,22 @@ sys.path.insert(0, ROOT)
 import common  # noqa: E402
 
 # ------------------------------------------------------------------- what the methods declare
+# Where a configuration can run (the `runs` tags of a script's CONFIGS): the comparison grid on
+# the toys and the digits and its fixed-generator study (compare.py), the open questions
+# (open_questions.py) and the W1 benchmark (w1_benchmark.py).
+PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "w1")
+# What an entry may say besides its flags and places: its row in the README's summary table,
+# the W1 benchmark's published solver of the same family and the flags of its protocol there.
+KEYS = {"flags", "runs", "summary", "published", "w1_flags"}
+
+
 def configs(where: str | None = None) -> list:
     """The configurations every method script declares (its CONFIGS), in the order of the
     scripts and of their entries, as (name, script, spec): spec holds the script's flags, `runs`
-    as a set of the places that run it ("toys", "digits", "fixed", "Q1" … "Q5", "w1") and what
-    else the script says (its summary row, the W1 benchmark's published solver and flags).
-    `where` keeps those that run there. A name two scripts declare is a ValueError."""
+    as a set of PLACES, and what else the script says (KEYS). `where` keeps those that run there.
+    A name two scripts declare, a place or key not known here, or an entry without flags or
+    places is a ValueError naming the script: a misspelt tag would otherwise drop the
+    configuration from a sweep without a word."""
     out, owner = [], {}
     for script in common.SCRIPTS:
         for name, spec in importlib.import_module(script).CONFIGS.items():
@@ -47,7 +57,17 @@ def configs(where: str | None = None) -> list:
                 raise ValueError(f"the configuration {name!r} is declared by both "
                                  f"{owner[name]}.py and {script}.py")
             owner[name] = script
-            spec = {**spec, "runs": set(spec["runs"].split())}
+            where_ = f"{script}.py, CONFIGS[{name!r}]"
+            unknown, missing = sorted(set(spec) - KEYS), sorted({"flags", "runs"} - set(spec))
+            if unknown or missing:
+                raise ValueError(f"{where_}: " + (f"unknown key {unknown[0]!r} (known: "
+                                 f"{', '.join(sorted(KEYS))})" if unknown else f"no {missing[0]!r}"))
+            places = spec["runs"].split()
+            unknown = [p for p in places if p not in PLACES]
+            if unknown or not places:
+                raise ValueError(f"{where_}: " + (f"unknown place {unknown[0]!r} in runs" if unknown
+                                 else "runs names no place") + f" (known: {' '.join(PLACES)})")
+            spec = {**spec, "runs": set(places)}
             if where is None or where in spec["runs"]:
                 out.append((name, script, spec))
     return out

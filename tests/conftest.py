@@ -5,7 +5,6 @@ with a bounded number of examples and no deadline (a 2-core machine is slow and 
 Otherwise the faster "dev" profile. HYPOTHESIS_PROFILE overrides either.
 """
 import functools
-import importlib
 import os
 import sys
 
@@ -56,10 +55,8 @@ def evaluate_small(monkeypatch):
     """What small_evaluation does, for a fixture of a wider scope too (a run shared by the
     tests of a module)."""
     import common
-    for name in common.SCRIPTS:
-        mod = importlib.import_module(name)
-        monkeypatch.setattr(mod, "N_EVAL", SMALL_EVAL)
-        monkeypatch.setattr(mod, "N_EVAL_DRAWS", 1)
+    monkeypatch.setattr(common, "N_EVAL", SMALL_EVAL)
+    monkeypatch.setattr(common, "N_EVAL_DRAWS", 1)
     monkeypatch.setattr(common, "distance_stats",
                         functools.partial(common.distance_stats, n=SMALL_DISTANCE))
 

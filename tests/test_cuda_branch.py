@@ -233,10 +233,10 @@ def capturable_on_cpu(monkeypatch):
     tensor code that runs anywhere. This is what a CUDA graph replays."""
     import torch.optim as optim
     devices, patched = ["cuda", "cpu"], 0
-    for mod in list(sys.modules.values()):
-        if getattr(mod, "__name__", "").startswith("torch.optim") and \
-                hasattr(mod, "_get_capturable_supported_devices"):
-            monkeypatch.setattr(mod, "_get_capturable_supported_devices",
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("torch.optim") and \
+                hasattr(module, "_get_capturable_supported_devices"):
+            monkeypatch.setattr(module, "_get_capturable_supported_devices",
                                 lambda supports_xla=True: devices)
             patched += 1
     if not patched:  # older torch checks capturable devices another way

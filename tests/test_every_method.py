@@ -77,3 +77,112 @@ def test_the_shared_tests_run_every_method():
     assert {s for s, extra in test_cuda_branch.STEP_CASES if extra == ["--data", "digits"]} \
         == set(SCRIPTS)
     assert {s for s, extra in test_scripts.GRAPH_CASES if not extra} == set(SCRIPTS)
+
+
+# --------------------------------------------------------- what other programs read from a script
+def module_reads(path) -> set:
+    """The names a program reads from the method scripts it loads: attributes of the names it
+    binds to importlib.import_module(...) (a script's name, or a variable: the scripts are found,
+    not listed), of such a call itself, and the names it gets, sets or patches on them."""
+    import ast
+    tree = ast.parse(open(path, encoding="utf-8").read())
+
+    def loads_a_script(node):
+        if not (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module")
+                and node.args):
+            return False
+        arg = node.args[0]
+        return not isinstance(arg, ast.Constant) or arg.value in SCRIPTS
+
+    names = set()
+    for n in ast.walk(tree):  # x = import_module(s), and x, ... = f() where f returns one
+        if isinstance(n, ast.Assign) and loads_a_script(n.value):
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    def position(value):  # where a returned value holds a module: None (all of it), an index
+        if isinstance(value, ast.Name) and value.id in names:
+            return [None]
+        if isinstance(value, ast.Tuple):
+            return [i for i, e in enumerate(value.elts) if isinstance(e, ast.Name)
+                    and e.id in names]
+        return []
+    returning = {f.name: position(r.value) for f in ast.walk(tree)
+                 if isinstance(f, ast.FunctionDef) for r in ast.walk(f)
+                 if isinstance(r, ast.Return) and position(r.value)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) \
+                and ast.unparse(n.value.func) in returning:
+            for t, i in ((t, i) for t in n.targets for i in returning[ast.unparse(n.value.func)]):
+                e = t if i is None else t.elts[i] if isinstance(t, ast.Tuple) else None
+                names |= {e.id} if isinstance(e, ast.Name) else set()
+    reads = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and (loads_a_script(n.value) or (
+                isinstance(n.value, ast.Name) and n.value.id in names)):
+            reads.add(n.attr)
+        if isinstance(n, ast.Call) and ast.unparse(n.func).split(".")[-1] in (
+                "getattr", "setattr", "hasattr", "delattr") and len(n.args) >= 2 \
+                and isinstance(n.args[0], ast.Name) and n.args[0].id in names \
+                and isinstance(n.args[1], ast.Constant):
+            reads.add(n.args[1].value)
+    return reads
+
+
+# Reads the scan counts that are not of a method script, with why.
+NOT_A_SCRIPT = {("tests/test_docs.py", "parse_args"): "the benchmark programs' own parser, "
+                "loaded by the same import_module as the scripts"}
+
+
+def documented_names() -> set:
+    """The first column of CONTRIBUTING.md's table of what other programs read from a script."""
+    text = open(os.path.join(ROOT, "CONTRIBUTING.md"), encoding="utf-8").read()
+    table = text.split("## What other programs read from a method script", 1)[1].split("\n## ")[0]
+    return set(re.findall(r"^\| `(\w+)`", table, re.M))
+
+
+def test_every_name_other_programs_read_is_documented_and_in_every_script():
+    """A contributor who writes what CONTRIBUTING.md lists has written everything the sweeps,
+    benchmarks and shared tests call: a program that starts reading another name fails here
+    until the list (and so every script) has it."""
+    import glob
+    import importlib
+    listed = documented_names()
+    programs = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "*.py"))
+                      + glob.glob(os.path.join(ROOT, "tests", "*.py")))
+    read = {(os.path.relpath(p, ROOT), name) for p in programs for name in module_reads(p)}
+    assert len(read) > 20, "the scan found too little: is it still reading the programs?"
+    missing = sorted(f"{name} (read by {path})" for path, name in read
+                     if name not in listed and (path, name) not in NOT_A_SCRIPT)
+    assert not missing, f"read from method scripts but not listed in CONTRIBUTING.md: {missing}"
+    for script in SCRIPTS:
+        mod = importlib.import_module(script)
+        assert not [n for n in listed if not hasattr(mod, n)], script
+
+
+def test_the_scan_sees_a_new_read(tmp_path):
+    """module_reads finds reads through a variable, a chain, a helper that returns the module
+    and a patch."""
+    prog = tmp_path / "prog.py"
+    prog.write_text("import importlib\n"
+                    "def load(s):\n    m = importlib.import_module(s)\n    return m, 1\n"
+                    "def f(s):\n    mod, _ = load(s)\n    mod.brand_new(); mod.also\n"
+                    "    importlib.import_module(s).chained\n"
+                    "    importlib.import_module('json').not_a_script\n"
+                    "def g(monkeypatch, s):\n    m = importlib.import_module(s)\n"
+                    "    monkeypatch.setattr(m, 'PATCHED', 1)\n")
+    assert module_reads(prog) == {"brand_new", "also", "chained", "PATCHED"}
+
+
+def test_an_unknown_place_or_key_in_configs_is_an_error(monkeypatch):
+    """A misspelt `runs` tag (or key) would drop a configuration from a sweep without a word:
+    it is a ValueError that names the script, the configuration and the tag."""
+    import wgan_gp
+    good = wgan_gp.CONFIGS["gp-onesided-l10"]
+    for bad, says in [({**good, "runs": "toys digts"}, "unknown place 'digts'"),
+                      ({**good, "runs": " "}, "runs names no place"),
+                      ({**good, "sumary": "x"}, "unknown key 'sumary'"),
+                      ({"runs": "toys"}, "no 'flags'")]:
+        monkeypatch.setattr(wgan_gp, "CONFIGS", {"gp-onesided-l10": bad})
+        with pytest.raises(ValueError, match=f"wgan_gp.py, CONFIGS\\['gp-onesided-l10'\\]: {says}"):
+            sweep.configs()
+    monkeypatch.setattr(wgan_gp, "CONFIGS", {"gp-onesided-l10": good})
+    assert [n for n, s, _ in sweep.configs() if s == "wgan_gp"] == ["gp-onesided-l10"]

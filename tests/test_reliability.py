@@ -99,7 +99,7 @@ def test_non_finite_samples_are_divergence(script, tmp_path, capsys, monkeypatch
 
     def overflowing(G, real, args, generator=None):
         out = real_fake_batch(G, real, args, generator)
-        return out * float("inf") if len(real) == mod.N_EVAL and getattr(G, "broken", 0) else out
+        return out * float("inf") if len(real) == common.N_EVAL and getattr(G, "broken", 0) else out
 
     monkeypatch.setattr(mod, "fake_batch", overflowing)
     state = {"evals": 0}
