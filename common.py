@@ -657,13 +657,15 @@ def _save(fig, path: str) -> str:
 
 
 def read_metrics(path: str) -> list[dict]:
-    """Read a run's metrics.csv into a list of dicts of floats (empty cells become NaN)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for r in rows:
-        out.append({k: (float(v) if v not in ("", None) else float("nan")) for k, v in r.items()})
-    return out
+    """Read a run's metrics.csv into a list of dicts of floats (empty cells, and a cell that is
+    no number, become NaN), without a torn last row (metrics_table)."""
+    def number(v):
+        try:
+            return float(v) if v != "" else math.nan
+        except ValueError:
+            return math.nan
+    header, rows = metrics_table(path)
+    return [{k: number(v) for k, v in zip(header, r)} for r in rows]
 
 
 def plot_curves(metrics, path: str, title: str = "",
@@ -853,34 +855,72 @@ def steps_diverged(row: dict, columns) -> bool:
 
 
 def append_metrics(path: str, row: dict) -> None:
-    """Append one row to a metrics.csv, writing the header first if the file is new."""
-    new = not os.path.exists(path)
-    if not new:
-        with open(path, newline="") as fh:
-            fields = next(csv.reader(fh))
+    """Append one row to a metrics.csv, writing the header first if the file is new. The row is
+    written whole, in one write; a row that a full disk tore before is cut off first."""
+    header, rows = metrics_table(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=header or list(row), extrasaction="ignore", restval="")
+    if not header:
+        w.writeheader()
+    w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else  # no value: empty
+                    f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    whole = _metrics_text(header, rows) if header else ""
+    if os.path.exists(path) and whole != _read_text(path):
+        _rewrite(path, whole)  # a torn row (or header) left at the end goes first
     with writing(path), open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row) if new else fields, extrasaction="ignore",
-                           restval="")
-        if new:
-            w.writeheader()
-        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else  # no value: empty
-                        f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        fh.write(buf.getvalue())
+
+
+def _read_text(path: str) -> str:
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def _metrics_text(header, rows) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])  # csv's "\r\n", as DictWriter writes rows
+    return buf.getvalue()
+
+
+def _rewrite(path: str, text: str) -> None:
+    with writing(path, path + ".tmp"):
+        with open(path + ".tmp", "w", newline="", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(path + ".tmp", path)
+
+
+def metrics_table(path: str):
+    """(header, rows) of a metrics.csv as lists of strings, without what a crash or a full disk
+    can leave at its end: a last line without its newline, or rows whose cells do not fit the
+    header. ([], []) for a file that does not exist or holds no whole header."""
+    if not os.path.exists(path):
+        return [], []
+    text = _read_text(path)
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]  # torn: the last row was cut before its end
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or not rows[0] or rows[0][0] != "iter":
+        return [], []
+
+    def whole(r):
+        try:
+            return len(r) == len(rows[0]) and int(float(r[0])) >= 0
+        except ValueError:
+            return False
+    return rows[0], [r for r in rows[1:] if whole(r)]
 
 
 def trim_metrics(path: str, upto: int) -> set:
     """Drop the rows of metrics.csv past iteration `upto` (on resume: a crash between the row and
-    the checkpoint leaves them), and return the iterations logged."""
+    the checkpoint leaves them) and a torn last row (metrics_table), and return the iterations
+    logged."""
     if not os.path.exists(path):
         return set()
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    keep = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= upto]
-    if len(keep) < len(rows):
-        with writing(path, path + ".tmp"):
-            with open(path + ".tmp", "w", newline="") as fh:
-                csv.writer(fh).writerows(keep)
-            os.replace(path + ".tmp", path)
-    return {int(float(r[0])) for r in keep[1:]}
+    header, rows = metrics_table(path)
+    keep = [r for r in rows if int(float(r[0])) <= upto]
+    if header and _metrics_text(header, keep) != _read_text(path):
+        _rewrite(path, _metrics_text(header, keep))
+    return {int(float(r[0])) for r in keep}
 
 
 class WriteFailed(Exception):
@@ -1127,12 +1167,51 @@ def say(msg: str, err: bool = False) -> None:
             pass
 
 
+class _PipeSafe:
+    """A console stream whose reader may leave (| head, a pager closed): from then on what is
+    written goes to /dev/null, so that a sweep finishes its runs and writes its tables instead
+    of dying of BrokenPipeError in a print."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _gone(self):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+            try:
+                self._stream.flush()  # what was held goes to /dev/null now
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def robust_console() -> None:
     """Let a console that cannot encode λ or ‖∇f‖ (cp1252, ascii) print them escaped instead of
-    raising, --help included."""
-    for s in (sys.stdout, sys.stderr):
+    raising, --help included; and let a reader that leaves (| head) silence the output instead
+    of stopping the program (_PipeSafe)."""
+    for name in ("stdout", "stderr"):
+        s = getattr(sys, name)
         if hasattr(s, "reconfigure") and (s.encoding or "").lower().replace("-", "") != "utf8":
             s.reconfigure(errors="backslashreplace")
+        if not isinstance(s, _PipeSafe):
+            setattr(sys, name, _PipeSafe(s))
 
 
 class StopSignal:

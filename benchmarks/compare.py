@@ -265,6 +265,7 @@ def die(message: str):
 
 
 def main(argv=None):
+    common.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)  # the runs execute in the repository's root
     runs = plan(a)

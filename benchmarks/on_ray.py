@@ -243,27 +243,6 @@ def running_on(board) -> set:
     return board_state(board)[0]
 
 
-class Interrupts:
-    """Counts SIGINT and SIGTERM while the driver waits (the first: stop gently; the second: at
-    once)."""
-
-    def __init__(self):
-        self.count, self.signum, self.old = 0, None, {}
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self.old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.count += 1
-        self.signum = self.signum or signum
-
-    def __exit__(self, *exc):
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-
 def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str, quiet=None):
     """Run fn(*args) for every (key, args) in jobs as Ray tasks (fn: a function of this module,
     or 'path.py:name' of the repository). Calls report(key, result, error, tries, running) as
@@ -277,18 +256,20 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str, 
     task = ray.remote(on_board).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
                                         retry_exceptions=[RunKilled])
     refs = {task.remote(board, key, fn, *args): key for key, args in jobs}
-    cancelled = 0
-    with Interrupts() as stop:
+    from sweep import Signals  # the driver's side only: the workers never wait on signals
+    cancelled = 0  # what was asked so far: 1 stop gently, 2 at once
+    with Signals() as stop:
         while refs:
-            if stop.count > cancelled:
-                force = stop.count > 1
+            asked = 2 if stop.at_once else 1 if stop.signum is not None else 0
+            if asked > cancelled:
+                force = asked > 1
                 print(f"[{tag}] " + ("abandoning the running runs" if force else
                                      "interrupted: runs not started are cancelled, running ones "
                                      "are stopped (a sweep's runs write their checkpoints and "
                                      "come back); Ctrl-C again: abandon them"), flush=True)
                 for ref in refs:
                     ray.cancel(ref, force=force)
-                cancelled = stop.count
+                cancelled = asked
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.25)
             still = None if ready or quiet is None else quiet(
                 lambda: len(running_on(board) & set(refs.values())))

@@ -174,6 +174,7 @@ def distance_figure(runs, a, ended):
 
 
 def main(argv=None):
+    common.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)
     runs = plan(a)

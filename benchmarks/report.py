@@ -317,6 +317,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """0: every table is up to date (or rewritten); 1: --check found one out of date; 2: a
     document or a CSV it cannot render from, and nothing is rewritten."""
+    common.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     new = {}
     for doc in DOCUMENTS:

@@ -375,33 +375,68 @@ def check_device(name: str) -> None:
         raise ValueError(f"--device {name!r}: {e}") from None
 
 
-class Runner:
-    """Runs the method scripts as child processes, each in a session of its own, and forwards
-    a SIGINT or SIGTERM that reaches the sweep to every running child once (each then finishes
-    its iteration and writes its checkpoint); no new run starts after one."""
+class Signals:
+    """SIGINT and SIGTERM while a sweep runs. The first asks it to stop gently: first(signum)
+    (the runs write their checkpoints, the tables of what finished are written). A Ctrl-C after
+    it asks for at once: again(signum). A SIGTERM after it is the same request as the first and
+    changes nothing: `timeout` sends SIGTERM to the process and again to its process group, and
+    the second copy must not throw away what the first asked to keep (a scheduler that means
+    "now" sends SIGKILL). signum: the first signal, or None; at_once: a Ctrl-C came after it."""
 
-    def __init__(self, env=None):
-        self.env, self.children, self.lock = env, set(), threading.Lock()
-        self.signum = None
-        self.old = {}
+    def __init__(self, first=None, again=None):
+        self.first, self.again = first, again
+        self.signum, self.at_once, self.old = None, False, {}
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
-            self.old[s] = signal.signal(s, self._handle)
+            self.old[s] = signal.signal(s, self.handle)
         return self
 
     def __exit__(self, *exc):
         for s, h in self.old.items():
             signal.signal(s, h)
 
+    def handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            if self.first:
+                self.first(signum)
+        elif signum == signal.SIGINT:
+            self.at_once = True
+            if self.again:
+                self.again(signum)
+
+
+class Runner:
+    """Runs the method scripts as child processes, each in a session of its own, and forwards
+    the first SIGINT or SIGTERM that reaches the sweep to every running child (each then
+    finishes its iteration and writes its checkpoint); a Ctrl-C after it kills them (Signals);
+    no new run starts after the first."""
+
+    def __init__(self, env=None):
+        self.env, self.children, self.lock = env, set(), threading.Lock()
+        self.signals = Signals(self._send, lambda signum: self._send(signal.SIGKILL))
+
+    @property
+    def signum(self):
+        return self.signals.signum
+
+    def __enter__(self):
+        self.signals.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.signals.__exit__(*exc)
+
     def _handle(self, signum, frame):
-        first = self.signum is None
-        self.signum = signum
+        self.signals.handle(signum, frame)
+
+    def _send(self, signum):
         with self.lock:
             children = list(self.children)
         for p in children:
             try:
-                os.kill(p.pid, signum if first else signal.SIGKILL)  # a second signal: at once
+                os.kill(p.pid, signum)
             except ProcessLookupError:
                 pass
 
@@ -569,23 +604,93 @@ def on_this_machine(runs, wants, out, jobs, tag, progress, failed):
     # Toy networks run as fast on one CPU thread as on two: share the cores out among the jobs.
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import ThreadPoolExecutor
     with Runner(env) as runner, ThreadPoolExecutor(jobs) as pool:
         todo = [pool.submit(timed, runner.run, r, out, wants[r[0]]) for r in runs]
-        pending = set(todo)
-        while pending:
-            ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in sorted(ended, key=todo.index):  # in the plan's order
-                seconds, (key, what) = fut.result()
-                ok = find(os.path.join(out, "runs", key), wants[key]).done is not None
-                if not ok and "exit" in what and "interrupted" not in what:
-                    failed[key] = what
-                print(progress.line(key, what, ok, len(runner.children),
-                                    seconds if "exit" in what else None), flush=True)
-            still = None if ended else progress.quiet(lambda: len(runner.children))
-            if still:
-                print(still, flush=True)
+        for fut in as_they_end(todo, lambda: progress.quiet(lambda: len(runner.children))):
+            seconds, (key, what) = fut.result()
+            ok = find(os.path.join(out, "runs", key), wants[key]).done is not None
+            if not ok and "exit" in what and "interrupted" not in what:
+                failed[key] = what
+            print(progress.line(key, what, ok, len(runner.children),
+                                seconds if "exit" in what else None), flush=True)
     return runner.signum
+
+
+def as_they_end(futures: list, quiet=None, stopped=lambda: False):
+    """The futures as they end (in the plan's order when several end at once), until all have
+    or stopped() says so; while none ends, the line quiet() returns, if any, is printed."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    pending = set(futures)
+    while pending and not stopped():
+        ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+        yield from sorted(ended, key=futures.index)
+        still = None if ended or quiet is None else quiet()
+        if still:
+            print(still, flush=True)
+
+
+def _in_worker():
+    """A worker of in_processes: its driver decides what a signal means (a terminal's Ctrl-C,
+    and `timeout`'s SIGTERM, reach the whole process group), and a worker dies with its driver
+    (Linux), never orphaned."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the driver is gone already
+            os._exit(1)
+
+
+def in_processes(fn, named, jobs: int, report_one, tag: str, quiet=None):
+    """fn(*args) for every (key, args) of named, in `jobs` processes of this machine (the W1
+    benchmark's trainings, which return their numbers); report_one(key, result, error, 1,
+    running) as each ends (quiet: as on_ray.run_all's). Returns the signal that stopped them, or
+    None. The first SIGINT or SIGTERM cancels what has not started and stops what runs (a
+    training has no checkpoint: what it trained is lost), so that the tables of what finished
+    are written at once; a Ctrl-C after it ends the driver at once (Signals)."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_in_worker)
+
+    def stop_workers():
+        for p in list(getattr(pool, "_processes", {}).values()):
+            p.kill()
+
+    def at_once(signum):  # this handler stays: even while the tables are written
+        stop_workers()
+        print(f"[{tag}] stopped at once (signal {signum}): nothing more is written",
+              file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    stop = Signals(again=at_once).__enter__()
+    futures = []
+    try:
+        futures = [pool.submit(fn, *args) for _, args in named]
+        keys = dict(zip(futures, (k for k, _ in named)))
+
+        def running():  # the pool keeps every worker busy while trainings wait
+            return min(jobs, sum(not f.done() for f in futures))
+        for fut in as_they_end(futures, quiet and (lambda: quiet(running)),
+                               lambda: stop.signum is not None):
+            try:
+                r, error = fut.result(), None
+            except Exception as e:  # noqa: BLE001 - reported, and the others go on
+                r, error = None, f"{type(e).__name__}: {e}"
+            report_one(keys[fut], r, error, 1, running())
+        if stop.signum is not None:
+            print(f"[{tag}] interrupted: {sum(not f.done() for f in futures)} training(s) not "
+                  f"finished are stopped; writing the tables of those that finished", flush=True)
+            for f in futures:
+                f.cancel()
+            stop_workers()
+        return stop.signum
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if stop.signum is None:  # after a signal the handler stays: a Ctrl-C while the tables
+            stop.__exit__()  # are written still ends the driver at once
 
 
 def timed(fn, *args):

@@ -49,7 +49,6 @@ import importlib
 import json
 import math
 import os
-import signal
 import statistics
 import sys
 import time
@@ -537,6 +536,7 @@ def plan(a) -> list:
 
 
 def main(argv=None) -> int:
+    common.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     die = common.ArgumentParser(prog="w1_benchmark.py").error
     todo = plan(a)
@@ -597,7 +597,7 @@ def main(argv=None) -> int:
                                 [(k, (*v, max(1, int(cpus)))) for k, v in jobs],
                                 cpus, gpus, retries, report_one, "w1", progress.quiet)
     else:
-        signum = local_pool(jobs, a.jobs, report_one, progress.quiet)
+        signum = sweep.in_processes(train, jobs, a.jobs, report_one, "w1", progress.quiet)
     missing = [k for k, args in todo if k not in store or store[k]["iters"] != args[4]]
     ended = list(store.values())
     if not ended:
@@ -626,77 +626,6 @@ def ours(path: str) -> bool:
         return True
     with open(path, encoding="utf-8", errors="replace") as fh:
         return fh.readline().startswith(MARK)
-
-
-# ------------------------------------------------------------------------- the local pool
-def _in_worker():
-    """A worker of the local pool: the driver decides what a Ctrl-C means (a terminal sends it
-    to the whole process group), and a worker dies with its driver (Linux), never orphaned."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the driver is gone already
-            os._exit(1)
-
-
-def local_pool(named, jobs: int, report_one, quiet=None):
-    """The trainings in `jobs` processes of this machine (quiet: as on_ray.run_all's); returns
-    the signal that stopped them, or None. A first SIGINT or SIGTERM cancels the trainings not
-    started and stops the running ones (what they trained is lost; a training has no
-    checkpoint), so that the tables of what finished are written at once; a second ends the
-    driver at once."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    import multiprocessing
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_in_worker)
-    stop = {"signum": None}
-
-    def stop_workers():
-        for p in list(getattr(pool, "_processes", {}).values()):
-            p.kill()
-
-    def handle(signum, frame):
-        if stop["signum"] is not None:  # the second: nothing more, at once
-            stop_workers()
-            print(f"[w1] stopped at once (signal {signum}): nothing more is written",
-                  file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-        stop["signum"] = signum  # this handler stays: a second signal, even while the tables
-        # are written, ends the driver at once
-
-    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    futures = {}
-    try:
-        futures = {pool.submit(train, *args): k for k, args in named}
-        pending = set(futures)
-
-        def running():  # the pool keeps every worker busy while trainings wait
-            return min(jobs, sum(not f.done() for f in futures))
-        while pending and stop["signum"] is None:
-            ended, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in sorted(ended, key=list(futures).index):  # in the plan's order
-                try:
-                    r, error = fut.result(), None
-                except Exception as e:  # noqa: BLE001 - reported, and the others go on
-                    r, error = None, f"{type(e).__name__}: {e}"
-                report_one(futures[fut], r, error, 1, running())
-            still = None if ended or quiet is None else quiet(running)
-            if still:
-                print(still, flush=True)
-        if stop["signum"] is not None:
-            print(f"[w1] interrupted: {sum(not f.done() for f in futures)} training(s) not "
-                  f"finished are stopped; writing the tables of those that finished",
-                  flush=True)
-            for f in futures:
-                f.cancel()
-            stop_workers()
-        return stop["signum"]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if stop["signum"] is None:
-            for s, h in old.items():
-                signal.signal(s, h)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,36 @@ def test_resume_after_a_crash_between_row_and_checkpoint(script, tmp_path, capsy
     assert iters_logged(d) == [0, 2, 4, 6]
 
 
+def test_a_torn_last_row_is_dropped_and_the_run_resumes(tmp_path, capsys):
+    """What a full disk in the middle of an append leaves: the last row cut short (and, worse,
+    cut where a cell still parses). Reading the metrics leaves it out, and --resume drops it and
+    writes that evaluation again: the run goes on to the end with whole rows only."""
+    script = SCRIPTS[0]
+    d = _short_run(script, str(tmp_path / "a"), capsys)  # rows 0, 2, 4; checkpoint at 4
+    path = os.path.join(d, "metrics.csv")
+    text = open(path, newline="").read()
+    last = text[:-1].rfind("\n") + 1
+    for cut in (last + 3, len(text) - 2):  # inside its first cells; inside its last cell
+        open(path, "w", newline="").write(text[:cut])
+        assert [r["iter"] for r in common.read_metrics(path)] == [0, 2]
+    assert run_main(script, ["--resume", d, "--iters", "6"], capsys)[0] == 0
+    assert iters_logged(d) == [0, 2, 4, 6]
+    rows = list(csv.reader(open(path, newline="")))
+    assert len({len(r) for r in rows}) == 1 and open(path, newline="").read().endswith("\n")
+
+
+def test_an_append_after_a_torn_row_or_header_starts_on_a_whole_line(tmp_path):
+    path = str(tmp_path / "metrics.csv")
+    common.append_metrics(path, {"iter": 0, "w1": 1.5})
+    with open(path, "a", newline="") as fh:
+        fh.write("2,0.7")  # torn: no newline
+    common.append_metrics(path, {"iter": 2, "w1": 0.5})
+    assert common.read_metrics(path) == [{"iter": 0, "w1": 1.5}, {"iter": 2, "w1": 0.5}]
+    open(path, "w").write("iter,w")  # the header itself torn
+    common.append_metrics(path, {"iter": 4, "w1": 0.25})
+    assert common.read_metrics(path) == [{"iter": 4, "w1": 0.25}]
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_resume_after_ctrl_c_in_the_first_evaluation(script, tmp_path, capsys, monkeypatch):
     class AskedAtOnce(common.StopSignal):

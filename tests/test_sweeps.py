@@ -264,6 +264,47 @@ def test_the_runner_passes_ctrl_c_to_its_runs_and_a_second_one_kills_them():
     assert stubborn.wait(timeout=30) == -signal.SIGKILL
 
 
+def test_a_repeated_sigterm_is_the_same_request_and_ctrl_c_after_it_is_at_once():
+    """`timeout` sends SIGTERM to a sweep and again to its process group: the second copy must
+    not turn "stop and keep the checkpoints" into "kill them now". A Ctrl-C after the first
+    signal still means at once."""
+    said = []
+    s = sweep.Signals(lambda n: said.append(("first", n)), lambda n: said.append(("again", n)))
+    s.handle(signal.SIGTERM, None)
+    s.handle(signal.SIGTERM, None)
+    assert said == [("first", signal.SIGTERM)] and s.signum == signal.SIGTERM and not s.at_once
+    s.handle(signal.SIGINT, None)
+    assert said[-1] == ("again", signal.SIGINT) and s.at_once and s.signum == signal.SIGTERM
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal("
+                              "signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"ready\n"
+        runner = sweep.Runner()
+        runner.children.add(child)
+        runner._handle(signal.SIGTERM, None)
+        runner._handle(signal.SIGTERM, None)  # timeout's second copy: no SIGKILL
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_reader_that_leaves_does_not_stop_the_sweep(tmp_path):
+    """`compare.py ... | head -1`: the run finishes and the tables are written, exit 0."""
+    out = str(tmp_path / "cmp")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "compare.py"), *ONE, "--out", out,
+            "--extra", "--dim", "8", "--batch", "16", "--n-critic", "1"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert b"runs" in proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=240) == 0 and "Traceback" not in err, err
+    assert "| c-transform |" in open(os.path.join(out, "results.md")).read()
+
+
 def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsys, monkeypatch):
     """What the run's own message says to do: --resume it with --no-cuda-graph."""
     import common

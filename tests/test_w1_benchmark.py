@@ -215,8 +215,8 @@ def test_the_local_pool_reports_a_failed_training_and_goes_on():
             ("good", ("gp-onesided-l10", 2, 4, 0, 5, 64)),
             ("more", ("wgan-sn", 2, 4, 0, 5, 64))]
     seen = {}
-    assert wb.local_pool(jobs, 1, lambda k, r, e, tries, running: seen.update(
-        {k: (r, e, running)})) is None
+    assert wb.sweep.in_processes(wb.train, jobs, 1, lambda k, r, e, tries, running: seen.update(
+        {k: (r, e, running)}), "w1") is None
     assert seen["bad"][0] is None and "StopIteration" in seen["bad"][1]
     assert seen["good"][0]["config"] == "gp-onesided-l10"
     assert [seen[k][2] for k in ("bad", "good", "more")] == [1, 1, 0]
@@ -274,18 +274,22 @@ def _wait_for(proc, what, deadline):
 
 
 def test_sigterm_stops_the_workers_and_writes_what_finished(tmp_path):
-    """The first training ends, then SIGTERM (what `timeout` sends): the queued trainings are
-    cancelled, the running ones stopped, the table of the finished one is written with a note
-    of what is missing, exit 143, no worker left."""
+    """The first training ends, then SIGTERM as `timeout` sends it: once to the driver and once
+    to its whole process group, workers included. The queued trainings are cancelled and the
+    running ones stopped, none of them reported failed (a worker ignores the group's signal; the
+    second copy is the same request, not "at once"), the table of the finished one is written
+    with a note of what is missing, exit 143, no worker left."""
     out = str(tmp_path / "w1")
     proc = _driver(out, "--iters", "200")
     _wait_for(proc, "1/6 done", time.time() + 240)
     workers = _workers(proc.pid)
     assert len(workers) == 2
     proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # _driver starts it in a session (a group) of its own
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, rest + err
-    assert "Traceback" not in err and "interrupted" in rest
+    assert "Traceback" not in err and "interrupted" in rest and "stopped at once" not in err
+    assert "failed" not in rest and "BrokenProcessPool" not in rest, rest
     md = open(os.path.join(out, "results.md")).read()
     assert "Not done: 5 of the 6 planned" in md or "Not done: 4 of the 6 planned" in md, md
     assert len(list(csv.DictReader(open(os.path.join(out, "runs.csv"))))) in (1, 2)
@@ -323,3 +327,19 @@ def test_bad_flags_are_one_line(argv, says, capsys):
         wb.main(argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "\n" not in err and says in err
+
+
+def test_a_reader_that_leaves_loses_no_training(tmp_path):
+    """`w1_benchmark.py ... | head -1`: the pipe closes after the first line; every training
+    still runs and is kept, the tables are written, exit 0, no traceback."""
+    out = str(tmp_path / "w1")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), *TINY,
+            "--jobs", "2", "--out", out]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert b"trainings planned" in proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=240) == 0 and "Traceback" not in err, err
+    assert len(list(csv.DictReader(open(os.path.join(out, "runs.csv"))))) == 2
+    assert os.path.exists(os.path.join(out, "results.md"))
