@@ -29,8 +29,16 @@ its critic_step makes every update (the loss with its penalty, or the clipping a
 ("real"). By default the main configuration of every constraint (the one the README's summary
 shows); --all-configs adds the variants (every pairing, perturbation, ε).
 
-Writes into --out: runs.csv (a row per training: the store this benchmark reads back, so that a
-finished training is not run again and a smaller call never shrinks the tables), results.csv
+Each training is also measured along the way (--eval-at; by default at 100, 200, 500, 1000, …
+below its length), on the same samples of P every time and from a random stream of its own, so
+that its point at iteration i is what a training of i iterations ends with: a learning curve
+from one training. On this machine it saves its state at each of those points into
+<out>/checkpoints/ and an interrupted training goes on from there (on Ray it starts over: its
+checkpoint would stay on the node that ran it).
+
+Writes into --out: runs.csv (a row per training and point of its curve: the store this
+benchmark reads back, so that a finished training is not run again and a smaller call never
+shrinks the tables; the tables show each training's last point), results.csv
 and results.md (every constraint's cos, L2 and estimate / true W1, median [min, max] over the
 seeds, beside the published row of its family, a table per pair), w1-by-dim.png (cos and
 estimate / W1 against the dimension, a panel per funnel count) and, for the 2-D pairs,
@@ -39,6 +47,8 @@ pair-2d-<K>.png (the true potential, then each critic over the map of cos(∇f, 
     python benchmarks/w1_benchmark.py                  # D 2, 8, 32, 128 × 4, 64 funnels (~1 h)
     python benchmarks/w1_benchmark.py --dims 2 --funnels 4 16 --all-configs --out w1-2d  # all
     python benchmarks/w1_benchmark.py --only gp- slogan --dims 2 --funnels 4 --seeds 0
+    python benchmarks/w1_benchmark.py --dims 128 --iters 10000 --seeds 0 --jobs 1 \
+        --out results/w1_curves                          # the curves to 10,000 iterations
     python benchmarks/w1_benchmark.py --protocol paper --device cuda --jobs 4   # their iterations
     python benchmarks/w1_benchmark.py --protocol paper --ray auto --device cuda --gpus-per-run 0.25
 """
@@ -192,8 +202,9 @@ def true_w1(pair: dict, n: int = 100_000, seed: int = 0) -> float:
 # ------------------------------------------------------------------------------------ the metrics
 def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> dict:
     """cos and L2 between ∇f and the optimal −∇u at n samples of P (leaving out the points on a
-    funnel centre, whose share is `at_centre`), and the critic's estimate E_P f − E_Q f on
-    independent samples beside the true W1 of the plan's n pairs."""
+    funnel centre, whose share is `at_centre`), the mean and largest ‖∇f‖ there, and the
+    critic's estimate E_P f − E_Q f on independent samples beside the true W1 of the plan's n
+    pairs. The same samples every time for a seed: a training's curve is measured on them."""
     g = torch.Generator().manual_seed(seed)
     x, y = sample_plan(n, pair, g)
     q = sample_q(n, pair, g).float()
@@ -203,10 +214,12 @@ def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> d
     cos = (gn * want).sum(1) / (gn.norm(dim=1) * want.norm(dim=1) + 1e-15)
     with torch.no_grad():
         f_q = critic(q.to(device)).reshape(-1).cpu().double()
+    norm = gn.norm(dim=1)
     return {"cos": cos[ok].mean().item(), "l2": (gn - want)[ok].pow(2).sum(1).mean().item(),
             "estimate": (f_x.mean() - f_q.mean()).item(),
             "true_w1": (x.double() - y.double()).norm(dim=1).mean().item(),
-            "at_centre": 1 - ok.double().mean().item()}
+            "at_centre": 1 - ok.double().mean().item(),
+            "grad_norm_mean": norm.mean().item(), "grad_norm_max": norm.max().item()}
 
 
 def critic_and_grad(critic, x):
@@ -226,46 +239,116 @@ def make_critic(name: str, dim: int) -> nn.Module:
     return mod.critic_net([dim, width(dim), width(dim), 1], args)
 
 
+def eval_points(iters: int, asked=None) -> list:
+    """The iterations a training is measured at: those asked (--eval-at) below iters, else
+    100, 200, 500, 1000, 2000, 5000, … (log-spaced: a curve over decades), and iters itself."""
+    below = asked if asked else [m * 10 ** e for e in range(2, 10) for m in (1, 2, 5)]
+    return sorted({i for i in below if 0 < i < iters} | {iters})
+
+
 def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int = BATCH,
-          device: str = "cpu", threads: int = 1) -> dict:
-    """Train one critic on one pair from one seed; return its metrics and, for a 2-D pair, the
+          device: str = "cpu", threads: int = 1, at=None, checkpoint: str | None = None) -> dict:
+    """Train one critic on one pair from one seed; return its metrics at its last iteration,
+    with `curve`: the metrics at every one of eval_points(iters, at), and for a 2-D pair the
     critic's weights (the figure draws them). The batches are drawn on the CPU (one generator,
-    whatever the device) and moved to `device`."""
+    whatever the device) and moved to `device`. Measuring draws from a generator of its own, so
+    a curve's point at iteration i is what a training of i iterations ends with.
+
+    checkpoint: a file where the training's state is saved at each point of its curve; a
+    training that finds one of itself there goes on from it (bit for bit on the CPU), so an
+    interrupted sweep loses at most the iterations since the last point."""
     torch.set_num_threads(threads)
     device = common.pick_device(device)
     mod, args = method(name)
     pair = load_pair(dim, funnels)
-    torch.manual_seed(seed)
-    D = make_critic(name, dim).to(device)
-    opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
-    g = torch.Generator().manual_seed(10_000 + seed)
-    D.eval()  # measure without moving anything (spectral norm's u)
-    first = metrics(D, pair, seed=seed + 1, device=device)
-    D.train()
-    t = time.time()
-    for _ in range(iters):
-        p, _ = sample_plan(batch, pair, g)
-        q = sample_q(batch, pair, g).float()
-        mod.critic_step(D, opt, p.to(device), q.to(device), args)  # P is "real", Q "fake"
-    seconds = time.time() - t
-    D.eval()
-    out = {"config": name, "dim": dim, "funnels": funnels, "seed": seed, "iters": iters,
-           "batch": batch, "seconds": seconds, "ms_per_iter": 1000 * seconds / iters,
-           **metrics(D, pair, seed=seed + 1, device=device), "cos_at_start": first["cos"],
-           "device": common.device_name(device), "threads": threads}
-    out["diverged"] = not all(math.isfinite(out[k]) for k in ("cos", "l2", "estimate"))
+    points = eval_points(iters, at)
+    me = {"config": name, "dim": dim, "funnels": funnels, "seed": seed, "iters": iters}
+    D, opt, g = start(name, dim, seed, device)
+    state = resume_from(checkpoint, me, D, opt, g, device)
+    if state is None:  # none of this training, or a file it could not use: from the start
+        D, opt, g = start(name, dim, seed, device)
+        state = {"done": 0, "seconds": 0.0, "curve": []}
+    done, seconds, curve = state["done"], state["seconds"], state["curve"]
+    if not done:
+        D.eval()  # measure without moving anything (spectral norm's u)
+        curve = [{"at": 0, **metrics(D, pair, seed=seed + 1, device=device)}]
+        D.train()
+    for point in (p for p in points if p > done):
+        t = time.time()
+        for _ in range(point - done):
+            p, _ = sample_plan(batch, pair, g)
+            q = sample_q(batch, pair, g).float()
+            mod.critic_step(D, opt, p.to(device), q.to(device), args)  # P is "real", Q "fake"
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds, done = seconds + time.time() - t, point
+        D.eval()
+        curve.append({"at": point, "seconds": seconds,
+                      **metrics(D, pair, seed=seed + 1, device=device)})
+        D.train()
+        if checkpoint and point < iters:
+            save_training(checkpoint, me, D, opt, g, device, done, seconds, curve)
+    out = {**me, "batch": batch, "seconds": seconds, "ms_per_iter": 1000 * seconds / iters,
+           **curve[-1], "cos_at_start": curve[0]["cos"], "device": common.device_name(device),
+           "threads": threads}
+    out["curve"] = [{**out, **c} for c in curve[1:]]
+    for row in [out, *out["curve"]]:
+        row["diverged"] = not all(math.isfinite(row[k]) for k in ("cos", "l2", "estimate"))
     if dim == 2:
         out["state"] = {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}
     return out
 
 
+def save_training(path, me, D, opt, g, device, done, seconds, curve) -> None:
+    """A training's state at iteration `done`, written whole or not at all."""
+    torch.save({**me, "done": done, "seconds": seconds, "curve": curve, "D": D.state_dict(),
+                "opt": opt.state_dict(), "g": g.get_state(), "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+               path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def start(name: str, dim: int, seed: int, device):
+    """A new training's critic, optimiser and batch generator: Adam 2e-4, betas (0, 0.9)."""
+    torch.manual_seed(seed)
+    D = make_critic(name, dim).to(device)
+    opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
+    return D, opt, torch.Generator().manual_seed(10_000 + seed)
+
+
+def resume_from(path, me, D, opt, g, device):
+    """Load the training `me` (config, pair, seed, iterations) from its checkpoint at path into
+    D, opt, g and the random streams: {done, seconds, curve}, or None where there is none of it
+    (another length, a damaged file: the training starts over, and overwrites the file)."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if {k: ck[k] for k in me} != me or not 0 < ck["done"] < me["iters"]:
+            return None
+        D.load_state_dict(ck["D"])
+        opt.load_state_dict(ck["opt"])
+        g.set_state(ck["g"])
+        torch.set_rng_state(ck["rng_cpu"])
+        if ck["rng_cuda"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(ck["rng_cuda"], device)
+        return {"done": int(ck["done"]), "seconds": float(ck["seconds"]),
+                "curve": [dict(c) for c in ck["curve"]]}
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint only costs its iterations
+        return None
+
+
 # --------------------------------------------------------------------------- what runs.csv holds
-RUN_FIELDS = ["config", "dim", "funnels", "seed", "iters", "batch", "seconds", "ms_per_iter",
-              "cos", "l2", "estimate", "true_w1", "at_centre", "cos_at_start", "diverged",
-              "device", "threads"]
-NUMBERS = {"dim": int, "funnels": int, "seed": int, "iters": int, "batch": int, "threads": int,
-           "seconds": float, "ms_per_iter": float, "cos": float, "l2": float, "estimate": float,
-           "true_w1": float, "at_centre": float, "cos_at_start": float}
+RUN_FIELDS = ["config", "dim", "funnels", "seed", "iters", "at", "batch", "seconds", "ms_per_iter",
+              "cos", "l2", "estimate", "true_w1", "at_centre", "grad_norm_mean", "grad_norm_max",
+              "cos_at_start", "diverged", "device", "threads"]
+NUMBERS = {"dim": int, "funnels": int, "seed": int, "iters": int, "at": int, "batch": int,
+           "threads": int, "seconds": float, "ms_per_iter": float, "cos": float, "l2": float,
+           "estimate": float, "true_w1": float, "at_centre": float, "grad_norm_mean": float,
+           "grad_norm_max": float, "cos_at_start": float}
+# Columns a runs.csv of an earlier version lacks, and what they were: a row per training, at
+# its last iteration, with no gradient norms.
+ADDED = {"at": None, "grad_norm_mean": "nan", "grad_norm_max": "nan"}
 
 
 def key(config, dim, funnels, seed) -> str:
@@ -273,34 +356,48 @@ def key(config, dim, funnels, seed) -> str:
 
 
 def read_runs(path: str) -> dict:
-    """The trainings a runs.csv holds, {key: row}, or ValueError naming the file and what is
-    wrong with it (a damaged store is refused, not half read)."""
+    """The trainings a runs.csv holds, {key: the row of its last iteration, with `curve`: its
+    rows at every iteration measured}, or ValueError naming the file and what is wrong with it
+    (a damaged store is refused, not half read)."""
     if not os.path.exists(path):
         return {}
     try:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
-        out = {}
+        curves = {}
         for r in rows:
-            lacks = set(RUN_FIELDS) - set(r)
+            lacks = set(RUN_FIELDS) - set(ADDED) - set(r)
             if lacks:
                 raise ValueError(f"it lacks the columns {', '.join(sorted(lacks))}")
+            r = {**{k: v or r["iters"] for k, v in ADDED.items()}, **{k: v for k, v in r.items()
+                                                                         if v is not None}}
             r = {k: NUMBERS[k](r[k]) if k in NUMBERS else r[k] for k in RUN_FIELDS}
             r["diverged"] = r["diverged"] == "True"
-            out[key(r["config"], r["dim"], r["funnels"], r["seed"])] = r
+            curves.setdefault(key(r["config"], r["dim"], r["funnels"], r["seed"]), []).append(r)
+        out = {}
+        for k, curve in curves.items():
+            curve.sort(key=lambda r: r["at"])
+            last = curve[-1]
+            if last["at"] != last["iters"] or len({(r["iters"], r["at"]) for r in curve}) \
+                    != len(curve) or len({r["iters"] for r in curve}) != 1:
+                raise ValueError(f"the rows of {k} are not one training's")
+            out[k] = {**last, "curve": curve}
         return out
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path} is not a runs.csv this benchmark can read "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): move it "
                          f"away or choose another --out") from None
 
 
 def write_runs(path: str, runs: dict) -> None:
+    """Every row of every training: its curve (a row per iteration measured, the last one the
+    training's own)."""
+    rows = [c for r in runs.values() for c in r.get("curve") or [r]]
     with open(path + ".tmp", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=RUN_FIELDS, extrasaction="ignore")
         w.writeheader()
-        w.writerows(sorted(runs.values(), key=lambda r: (
-            r["dim"], r["funnels"], r["config"], r["seed"])))
+        w.writerows(sorted(rows, key=lambda r: (
+            r["dim"], r["funnels"], r["config"], r["seed"], r["at"])))
     os.replace(path + ".tmp", path)
 
 
@@ -494,6 +591,10 @@ def parse_args(argv=None):
     p.add_argument("--protocol", choices=("short", "paper"), default="short",
                    help="short: --iters for every constraint; paper: their iterations (5,000 "
                         "clipping, 10,000 SN, 25,000 sort-out and CoWGAN, 60,000 the rest)")
+    p.add_argument("--eval-at", type=common.number(int, 1), nargs="+", default=None,
+                   help="iterations at which each training is also measured, for its learning "
+                        "curve (default: 100, 200, 500, 1000, 2000, 5000, ... below --iters); "
+                        "its last iteration always is")
     p.add_argument("--all-configs", action="store_true",
                    help="every configuration the scripts mark for this benchmark, not only the "
                         "main one of each constraint")
@@ -578,6 +679,8 @@ def main(argv=None) -> int:
             fresh[k] = r
             store[k] = r
             write_runs(os.path.join(a.out, "runs.csv"), store)  # nothing lost on a crash
+            if os.path.exists(checkpoint_of(a.out, k)):  # kept in runs.csv now
+                os.remove(checkpoint_of(a.out, k))
             what = (f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
                     f"{r['estimate'] / pairs[(r['dim'], r['funnels'])]['true_w1']:.2f} in "
                     f"{r['seconds']:.0f} s" + (f", try {tries}" if tries > 1 else ""))
@@ -589,15 +692,17 @@ def main(argv=None) -> int:
                             r["seconds"] if r else None if "interrupted" in what else 0.0),
               flush=True)
 
-    jobs = [(k, (*args, BATCH, a.device)) for k, args in run]
-    if cluster:
+    if cluster:  # a task's checkpoint would stay on its node: an interrupted one starts over
         import on_ray
         cpus, gpus, retries = cluster
-        signum = on_ray.run_all("benchmarks/w1_benchmark.py:train",
-                                [(k, (*v, max(1, int(cpus)))) for k, v in jobs],
-                                cpus, gpus, retries, report_one, "w1", progress.quiet)
+        signum = on_ray.run_all("benchmarks/w1_benchmark.py:train", [
+            (k, (*args, BATCH, a.device, max(1, int(cpus)), a.eval_at, None))
+            for k, args in run], cpus, gpus, retries, report_one, "w1", progress.quiet)
     else:
-        signum = sweep.in_processes(train, jobs, a.jobs, report_one, "w1", progress.quiet)
+        os.makedirs(os.path.join(a.out, "checkpoints"), exist_ok=True)
+        signum = sweep.in_processes(train, [
+            (k, (*args, BATCH, a.device, 1, a.eval_at, checkpoint_of(a.out, k)))
+            for k, args in run], a.jobs, report_one, "w1", progress.quiet)
     missing = [k for k, args in todo if k not in store or store[k]["iters"] != args[4]]
     ended = list(store.values())
     if not ended:
@@ -618,6 +723,11 @@ def main(argv=None) -> int:
              f"runs them" if signum else ""), flush=True)
     lock.close()
     return 128 + signum if signum else (1 if failed else 0)
+
+
+def checkpoint_of(out: str, k: str) -> str:
+    """Where a training of --out keeps its state while it runs (train's checkpoint)."""
+    return os.path.join(out, "checkpoints", k + ".pt")
 
 
 def ours(path: str) -> bool:

@@ -49,8 +49,11 @@ def docstring_commands(path):
     """(line number, command) for the run commands of a script's or benchmark's docstring."""
     import ast
     doc = ast.get_docstring(ast.parse(open(path, encoding="utf-8").read())) or ""
-    out = []
-    for i, line in enumerate(doc.splitlines(), 2):
+    out, lines = [], doc.splitlines()
+    for i, line in enumerate(lines, 2):
+        while line.rstrip().endswith("\\") and i - 1 < len(lines):  # continued on the next line
+            line = line.rstrip()[:-1] + " " + re.split(r"\s#\s", lines[i - 1])[0].strip()
+            lines[i - 1] = ""
         text = re.split(r"\s#\s", line)[0].strip()
         if re.match(r"python [\w/]+\.py(?: |$)", text) and not re.search(r"[<…]|\.\.\.", text):
             out.append((i, text))

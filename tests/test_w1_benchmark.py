@@ -4,6 +4,7 @@ short training moves a critic toward the optimum, its store of trainings is merg
 shrunk, its folder is its own, and a signal leaves the tables of what finished."""
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -292,8 +293,18 @@ def test_sigterm_stops_the_workers_and_writes_what_finished(tmp_path):
     assert "failed" not in rest and "BrokenProcessPool" not in rest, rest
     md = open(os.path.join(out, "results.md")).read()
     assert "Not done: 5 of the 6 planned" in md or "Not done: 4 of the 6 planned" in md, md
-    assert len(list(csv.DictReader(open(os.path.join(out, "runs.csv"))))) in (1, 2)
+    assert len({r["seed"] for r in csv.DictReader(open(os.path.join(out, "runs.csv")))}) in (1, 2)
     assert _gone(workers), "workers left running"
+    # the same command again: what was stopped runs, what finished is not run again; every
+    # training has its rows, none twice
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), "--only",
+            "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", *map(str, range(6)),
+            "--jobs", "2", "--out", out, "--iters", "200"]
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0 and "found done" in r.stdout, r.stdout + r.stderr
+    rows = [(x["seed"], x["at"]) for x in csv.DictReader(open(os.path.join(out, "runs.csv")))]
+    assert sorted(rows) == sorted({(str(s), a) for s in range(6) for a in ("100", "200")})
 
 
 def test_a_second_ctrl_c_ends_at_once(tmp_path):
@@ -343,3 +354,64 @@ def test_a_reader_that_leaves_loses_no_training(tmp_path):
     assert proc.wait(timeout=240) == 0 and "Traceback" not in err, err
     assert len(list(csv.DictReader(open(os.path.join(out, "runs.csv"))))) == 2
     assert os.path.exists(os.path.join(out, "results.md"))
+
+
+# ----------------------------------------------------------------- learning curves (runs.csv rows)
+def test_a_curve_point_is_what_a_shorter_training_ends_with():
+    """Measuring along a training draws from a stream of its own: the point at iteration 20 of a
+    30-iteration training is the 20-iteration training's result, bit for bit (CPU)."""
+    short = wb.train("gp-onesided-l10", 2, 4, 0, 20, batch=64)
+    long = wb.train("gp-onesided-l10", 2, 4, 0, 30, batch=64, at=[10, 20, 99])
+    assert [c["at"] for c in long["curve"]] == [10, 20, 30]  # 99 is past its end
+    (at20,) = [c for c in long["curve"] if c["at"] == 20]
+    for k in ("cos", "l2", "estimate", "grad_norm_mean", "grad_norm_max"):
+        assert at20[k] == short[k], k
+    assert long["curve"][-1]["cos"] == long["cos"] and long["at"] == 30
+    assert wb.eval_points(10000) == [100, 200, 500, 1000, 2000, 5000, 10000]
+    assert wb.eval_points(5, [100]) == [5]
+
+
+def test_an_interrupted_training_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+    """Killed after its first point: the next call finds its checkpoint and ends with the
+    numbers of a training that was never interrupted; one of another length is not used."""
+    whole = wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20])
+    ck = str(tmp_path / "k.pt")
+    saved = wb.save_training
+
+    def save_then_die(*args):
+        saved(*args)
+        raise KeyboardInterrupt  # as SIGKILL would, right after the checkpoint
+    monkeypatch.setattr(wb, "save_training", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
+    monkeypatch.setattr(wb, "save_training", saved)
+    assert torch.load(ck, weights_only=True)["done"] == 10
+    again = wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
+    assert [(c["at"], c["cos"], c["estimate"]) for c in again["curve"]] == \
+        [(c["at"], c["cos"], c["estimate"]) for c in whole["curve"]]
+    other = wb.train("wgan-div", 2, 4, 0, 40, batch=64, at=[10, 20], checkpoint=ck)
+    assert [c["cos"] for c in other["curve"][:2]] == [c["cos"] for c in whole["curve"][:2]]
+
+
+def test_runs_csv_holds_a_row_per_training_and_point_and_reads_an_older_one(tmp_path):
+    path = str(tmp_path / "runs.csv")
+    r = wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10])
+    wb.write_runs(path, {"a": r})
+    rows = list(csv.DictReader(open(path)))
+    assert [int(x["at"]) for x in rows] == [10, 30] and {x["iters"] for x in rows} == {"30"}
+    back = wb.read_runs(path)[wb.key("wgan-div", 2, 4, 0)]
+    assert back["at"] == 30 and [c["at"] for c in back["curve"]] == [10, 30]
+    assert back["cos"] == pytest.approx(r["cos"], rel=1e-12)
+    # the store of an earlier version: a row per training, no `at`, no gradient norms
+    old = [{k: v for k, v in x.items() if k not in wb.ADDED} for x in rows[1:]]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(old[0]))
+        w.writeheader()
+        w.writerows(old)
+    back = wb.read_runs(path)[wb.key("wgan-div", 2, 4, 0)]
+    assert back["at"] == 30 and len(back["curve"]) == 1 and math.isnan(back["grad_norm_mean"])
+    # two rows of one training at the same point: damaged, refused
+    with open(path, "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(old[0])).writerow(old[0])
+    with pytest.raises(ValueError, match="not one training's"):
+        wb.read_runs(path)
