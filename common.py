@@ -1469,8 +1469,16 @@ def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
 
 def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
     """Load an optimiser's state for this run, whichever device wrote it: load_state_dict also
-    restores the writer's `capturable`, which must match this run's (CUDA graph or not)."""
+    restores the writer's `capturable`, which must match this run's (CUDA graph or not). A state
+    tensor whose shape is not its weight's (a damaged checkpoint) is a ValueError here, not a
+    traceback at the first step: torch checks only the number of weights."""
     opt.load_state_dict(state)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for name, v in opt.state.get(p, {}).items():
+            if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
+                raise ValueError(f"optimiser state {name!r} of weight {i} has shape "
+                                 f"{tuple(v.shape)}, the weight {tuple(p.shape)}")
     for group in opt.param_groups:
         group["capturable"] = capturable
     for st in opt.state.values():  # a capturable step count lives beside the weights

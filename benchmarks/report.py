@@ -52,6 +52,10 @@ def rows_of(path: str) -> list:
         raise ReportError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     if not rows:
         raise ReportError(f"{path}: no rows (an empty or header-only CSV)")
+    for i, r in enumerate(rows, 2):  # a torn or shifted row would render as other columns
+        if None in r or None in r.values():
+            raise ReportError(f"{path}: line {i} has {len([v for v in r.values() if v is not None])}"
+                              f" cells where the header has {len([k for k in r if k])}")
     return rows
 
 
@@ -322,10 +326,15 @@ def main(argv=None) -> int:
     new = {}
     for doc in DOCUMENTS:
         path = os.path.join(ROOT, doc)
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
         try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
             new[path] = (text, update(text, doc))
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"report.py: {doc}: cannot be read "
+                  f"({getattr(e, 'strerror', None) or type(e).__name__}); nothing is rewritten",
+                  file=sys.stderr)
+            return 2
         except ReportError as e:
             print(f"report.py: {e}; nothing is rewritten", file=sys.stderr)
             return 2

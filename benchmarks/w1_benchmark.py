@@ -362,17 +362,24 @@ def read_runs(path: str) -> dict:
     if not os.path.exists(path):
         return {}
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+        lacks = set(RUN_FIELDS) - set(ADDED) - set(reader.fieldnames or [])
+        if lacks and os.path.getsize(path):  # an empty file is an empty store; nothing else
+            raise ValueError(f"it lacks the columns {', '.join(sorted(lacks))}")
         curves = {}
         for r in rows:
-            lacks = set(RUN_FIELDS) - set(ADDED) - set(r)
-            if lacks:
-                raise ValueError(f"it lacks the columns {', '.join(sorted(lacks))}")
+            if None in r or None in r.values():
+                raise ValueError(f"a row of {len([v for v in r.values() if v is not None])} "
+                                 f"cells under a header of {len(reader.fieldnames)}")
             r = {**{k: v or r["iters"] for k, v in ADDED.items()}, **{k: v for k, v in r.items()
                                                                          if v is not None}}
             r = {k: NUMBERS[k](r[k]) if k in NUMBERS else r[k] for k in RUN_FIELDS}
             r["diverged"] = r["diverged"] == "True"
+            if r["dim"] not in DIMS or r["funnels"] not in FUNNELS:
+                raise ValueError(f"a row of a pair the benchmark has not: D = {r['dim']}, "
+                                 f"{r['funnels']} funnels")
             curves.setdefault(key(r["config"], r["dim"], r["funnels"], r["seed"]), []).append(r)
         out = {}
         for k, curve in curves.items():
@@ -505,6 +512,10 @@ def by_dim_figure(rows, path: str) -> str:
                        if r["published_" + col] is not None]
                 if pub:
                     ax.plot(*zip(*pub), "--", color=colours[n], lw=1.0, alpha=0.9)
+            gone = sorted({r["config"] for r in rows if r["funnels"] == w and r[col] is None})
+            if gone:  # every training of these diverged here: said, not silently left out
+                ax.text(0.02, 0.02, "diverged: " + ", ".join(gone), transform=ax.transAxes,
+                        fontsize=7, color="#b2182b", va="bottom", wrap=True)
             ax.axhline(1.0, color="k", lw=0.7)
             ax.set_xscale("log", base=2)
             ax.set_xticks(dims, [str(d) for d in dims])
@@ -512,12 +523,13 @@ def by_dim_figure(rows, path: str) -> str:
             if col == "est_over_w1":
                 ax.axhline(0.0, color="0.5", lw=0.5)
                 ax.set_yscale("symlog", linthresh=1.0)
-                top = max(abs(v) for r in rows for v in (r[col + "_max"], r[col + "_min"])
-                          if v is not None)
+                top = max((abs(v) for r in rows for v in (r[col + "_max"], r[col + "_min"])
+                           if v is not None), default=1.0)
                 ticks = [t for t in (-1, -0.5, 0, 0.5, 1, 2, 5, 10, 20, 50) if abs(t) <= 2 * top]
                 ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
             else:
-                ax.set_ylim(min(-0.1, min(r["cos"] or 0 for r in rows) - 0.05), 1.02)
+                ax.set_ylim(min(-0.1, min((r["cos"] for r in rows if r["cos"] is not None),
+                                          default=0) - 0.05), 1.02)
             ax.set_xlabel("dimension D")
             ax.set_ylabel(label)
             ax.set_title(f"{w} funnels: {label} (1 = the optimal critic)", fontsize=9)
@@ -679,6 +691,7 @@ def main(argv=None) -> int:
             fresh[k] = r
             store[k] = r
             write_runs(os.path.join(a.out, "runs.csv"), store)  # nothing lost on a crash
+            keep_critic(a.out, store, r)
             if os.path.exists(checkpoint_of(a.out, k)):  # kept in runs.csv now
                 os.remove(checkpoint_of(a.out, k))
             what = (f"cos {r['cos']:.3f} L2 {r['l2']:.3f} est/W1 "
@@ -714,7 +727,7 @@ def main(argv=None) -> int:
     figures = [by_dim_figure(t, os.path.join(a.out, "w1-by-dim.png"))]
     for (d, w), pair in pairs.items():
         if d == 2 and any(r["dim"] == 2 and r["funnels"] == w for r in fresh.values()):
-            figures.append(pair_figure(list(fresh.values()), pair,
+            figures.append(pair_figure(kept_critics(a.out, store), pair,
                                        os.path.join(a.out, f"pair-2d-{w}.png")))
     print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}, "
           + ", ".join(os.path.basename(f) for f in figures)
@@ -723,6 +736,41 @@ def main(argv=None) -> int:
              f"runs them" if signum else ""), flush=True)
     lock.close()
     return 128 + signum if signum else (1 if failed else 0)
+
+
+def keep_critic(out: str, store: dict, r: dict) -> None:
+    """Keep the weights of a 2-D training that its pair's figure draws (the first seed of each
+    constraint) in <out>/critics/, beside runs.csv, so that the figure is drawn from the store
+    as the tables are; a later call that trains a lower seed replaces it."""
+    if "state" not in r:
+        return
+    first = min(s["seed"] for s in store.values() if (s["config"], s["dim"], s["funnels"]) ==
+                (r["config"], r["dim"], r["funnels"]))
+    if r["seed"] != first:
+        return
+    folder = os.path.join(out, "critics")
+    os.makedirs(folder, exist_ok=True)
+    mine = key(r["config"], r["dim"], r["funnels"], "")
+    for f in os.listdir(folder):  # the higher seed kept before
+        if f.startswith(mine) and f != key(r["config"], r["dim"], r["funnels"], r["seed"]) + ".pt":
+            os.remove(os.path.join(folder, f))
+    path = os.path.join(folder, key(r["config"], r["dim"], r["funnels"], r["seed"]) + ".pt")
+    torch.save(r["state"], path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def kept_critics(out: str, store: dict) -> list:
+    """The store's 2-D trainings whose weights are kept (keep_critic), as rows with `state`."""
+    rows = []
+    for k, r in store.items():
+        path = os.path.join(out, "critics", k + ".pt")
+        if r["dim"] == 2 and os.path.exists(path):
+            try:
+                rows.append({**r, "state": torch.load(path, map_location="cpu",
+                                                      weights_only=True)})
+            except Exception:  # noqa: BLE001 - a damaged file: that panel is left out
+                pass
+    return sorted(rows, key=lambda r: r["seed"])
 
 
 def checkpoint_of(out: str, k: str) -> str:

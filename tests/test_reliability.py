@@ -238,6 +238,19 @@ def test_resume_refuses_damaged_and_busy_runs(script, tmp_path, capsys):
         code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
         one_line_error(code, cap, script, "another process")
     assert iters_logged(d) == [0, 2]
+    # an optimiser state of the wrong shape: refused before anything is written, not a
+    # traceback at the first step after config-resume.json
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    st = ck["opt_d"]["state"][0]
+    name = next(k for k, v in st.items() if torch.is_tensor(v) and v.dim() > 0)
+    st[name] = torch.zeros(st[name].numel() + 1)
+    torch.save(ck, path)
+    code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
+    one_line_error(code, cap, script, "damaged")
+    assert f"optimiser state '{name}'" in cap.err
+    assert not [f for f in os.listdir(d) if f.startswith("config-resume")]
+    assert iters_logged(d) == [0, 2]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

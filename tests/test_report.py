@@ -29,10 +29,10 @@ def texts(root):
     return {d: open(os.path.join(root, d), encoding="utf-8").read() for d in report.DOCUMENTS}
 
 
-def refused(capsys, says):
+def refused(capsys, *says):
     assert report.main([]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and says in err and "nothing is rewritten" in err, err
+    assert "\n" not in err and all(s in err for s in says) and "nothing is rewritten" in err, err
 
 
 def test_the_copy_is_up_to_date(copy, capsys):
@@ -64,12 +64,13 @@ def test_a_hand_edited_number_with_its_end_marker_gone_is_found(copy, capsys):
     (lambda p: open(p, "w").write(""), "no rows"),
     (lambda p: open(p, "w").write(open(p).readline() if False else "config,data\n"), "no rows"),
     (lambda p: open(p, "w").write("config,data\nslogan-l10,swissroll\n"), "no column"),
+    (lambda p: open(p, "a").write("slogan-l10,swissroll\n"), "has 2 cells where the header has"),
 ])
 def test_a_broken_csv_is_one_line_naming_it(damage, says, copy, capsys):
     path = os.path.join(copy, "results", "questions", "questions.csv")
     damage(path)
     before = texts(copy)
-    refused(capsys, f"results/questions/questions.csv: {says}")
+    refused(capsys, "results/questions/questions.csv: ", says)
     assert texts(copy) == before
 
 
@@ -81,3 +82,15 @@ def test_an_empty_cell_where_a_number_must_be_is_one_line(copy, capsys):
     cells[head.index("converged")] = ""
     open(path, "w").write("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
     refused(capsys, "results/digits/results.csv: a cell is not what the table needs")
+
+
+def test_a_missing_document_is_one_line(copy, capsys):
+    os.remove(os.path.join(copy, "results", "README.md"))
+    before = {d: t for d, t in texts_left(copy).items()}
+    refused(capsys, "results/README.md: cannot be read")
+    assert texts_left(copy) == before
+
+
+def texts_left(root):
+    return {d: open(os.path.join(root, d), encoding="utf-8").read() for d in report.DOCUMENTS
+            if os.path.exists(os.path.join(root, d))}

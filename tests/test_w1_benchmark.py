@@ -158,8 +158,13 @@ TINY = ["--only", "gp-onesided", "wgan-sn", "--dims", "2", "--funnels", "4", "--
 
 
 @pytest.mark.real_figures
-def test_a_tiny_run_writes_the_tables_and_figures_and_a_rerun_merges(tmp_path, capsys):
+def test_a_tiny_run_writes_the_tables_and_figures_and_a_rerun_merges(tmp_path, capsys,
+                                                                       monkeypatch):
     out = str(tmp_path / "w1")
+    drawn = []
+    real_pair_figure = wb.pair_figure
+    monkeypatch.setattr(wb, "pair_figure", lambda rows, pair, path: drawn.append(
+        sorted({r["config"] for r in rows})) or real_pair_figure(rows, pair, path))
     assert wb.main(TINY + ["--out", out, "--heartbeat", "0.005"]) == 0
     said = capsys.readouterr().out
     assert "0/2 done, " in said and "running | still running" in said, said  # every 0.3 s
@@ -184,6 +189,9 @@ def test_a_tiny_run_writes_the_tables_and_figures_and_a_rerun_merges(tmp_path, c
                     "--out", out]) == 0
     runs = {r["config"]: r["iters"] for r in csv.DictReader(open(os.path.join(out, "runs.csv")))}
     assert runs == {"gp-onesided-l10": "5", "wgan-sn": "6"}
+    # the pair's figure is drawn from the store, as the tables: the call that trained wgan-sn
+    # alone still draws gp-onesided's critic
+    assert drawn == [["gp-onesided-l10", "wgan-sn"]] * 2
 
 
 def test_another_programs_table_and_a_busy_folder_are_refused(tmp_path, capsys):
@@ -202,11 +210,26 @@ def test_another_programs_table_and_a_busy_folder_are_refused(tmp_path, capsys):
         assert e.value.code == 2 and "another sweep is writing" in capsys.readouterr().err
     finally:
         lock.close()
-    (out / "runs.csv").write_text("config,dim\nx,2\n")
-    with pytest.raises(SystemExit) as e:
-        wb.main(TINY + ["--out", str(out)])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "runs.csv" in err and "lacks the columns" in err
+    for damage, says in [(b"config,dim\nx,2\n", "lacks the columns"),
+                         (b"\x89PNG\r\x1a\x00\xff binary", "not a runs.csv"),  # one line
+                         (b"PK\x03\x04 zip", "lacks the columns"),
+                         ]:
+        (out / "runs.csv").write_bytes(damage)
+        with pytest.raises(SystemExit) as e:
+            wb.main(TINY + ["--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "runs.csv" in err and says in err, err
+        assert (out / "runs.csv").read_bytes() == damage  # refused, never overwritten
+    good = wb.train("wgan-div", 2, 4, 0, 5, batch=64)
+    wb.write_runs(str(out / "runs.csv"), {"k": good})
+    with open(out / "runs.csv", "a") as fh:
+        fh.write("wgan-div,2,4\n")  # a short row
+    with pytest.raises(ValueError, match="a row of 3 cells"):
+        wb.read_runs(str(out / "runs.csv"))
+    lines = open(os.path.join(ROOT, "results", "w1_benchmark", "runs.csv")).read().splitlines()
+    (out / "runs.csv").write_text(lines[0] + "\n" + lines[1].replace(",2,4,", ",3,5,", 1) + "\n")
+    with pytest.raises(ValueError, match="a pair the benchmark has not: D = 3, 5 funnels"):
+        wb.read_runs(str(out / "runs.csv"))
 
 
 def test_the_local_pool_reports_a_failed_training_and_goes_on():
@@ -415,3 +438,24 @@ def test_runs_csv_holds_a_row_per_training_and_point_and_reads_an_older_one(tmp_
         csv.DictWriter(fh, fieldnames=list(old[0])).writerow(old[0])
     with pytest.raises(ValueError, match="not one training's"):
         wb.read_runs(path)
+
+
+def test_a_folder_where_every_training_diverged_gets_its_tables_and_a_figure(tmp_path, capsys,
+                                                                            monkeypatch):
+    """Every cos, L2 and estimate NaN: the tables say diverged, the figure says which, and the
+    call ends normally (before: a traceback in the figure, after results.md was rewritten)."""
+    out = tmp_path / "w1"
+    out.mkdir()
+    r = wb.train("wgan-div", 2, 4, 0, 5, batch=64)
+    for row in [r, *r["curve"]]:
+        row.update(cos=math.nan, l2=math.nan, estimate=math.nan, diverged=True)
+    wb.write_runs(str(out / "runs.csv"), {"x": r})
+    import common
+    figures = []
+    monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
+    argv = ["--only", "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", "0", "--iters",
+            "5", "--out", str(out)]
+    assert wb.main(argv) == 0, capsys.readouterr().err
+    assert "| wgan-div | 1 × 5 (1 diverged) |" in (out / "results.md").read_text()
+    texts = [t.get_text() for fig in figures for ax in fig.axes for t in ax.texts]
+    assert any("diverged: wgan-div" in t for t in texts), texts
