@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import sys
 import time
@@ -1116,6 +1117,12 @@ def writable_folder(path: str) -> str:
     return path
 
 
+# The longest name a run writes in its folder ("config-resume<iteration>.json", with room), and
+# the longest path the system takes: a run folder with no room for its files is refused at once.
+RUN_FILE_ROOM = 40
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 260
+
+
 def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
     """Make a new run folder out/<prefix>-<time> (or take resume_dir) and lock it against a second
     process; returns (folder, lock file) or raises ValueError. Nothing is written before this."""
@@ -1124,6 +1131,10 @@ def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
         if not out:
             raise ValueError("--out is empty: name a folder (. for the current one)")
         base = os.path.join(out, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+        longest = len(os.path.abspath(base)) + len("-999/") + RUN_FILE_ROOM
+        if longest >= PATH_MAX:
+            raise ValueError(f"--out {out!r}: too long: a run folder there leaves no room for "
+                             f"its files ({longest} of the {PATH_MAX} characters a path may have)")
         for k in range(1000):
             try:
                 os.makedirs(f"{base}-{k}" if k else base)  # never reuse a run folder
@@ -1134,14 +1145,24 @@ def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
             except OSError as e:
                 raise ValueError(f"--out {out!r}: cannot make a run folder there "
                                  f"({e.strerror or type(e).__name__})") from None
-    return run_dir, hold_lock(os.path.join(run_dir, "lock"),
-                              f"another process is running {run_dir} right now")
+    try:
+        return run_dir, hold_lock(os.path.join(run_dir, "lock"),
+                                  f"another process is running {run_dir} right now")
+    except ValueError:
+        if resume_dir is None:  # the folder made here holds nothing yet
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def hold_lock(path: str, busy: str):
     """Hold an exclusive lock on the file at path for as long as the returned file is open, or
-    raise ValueError(busy) if another process holds it. (Not on Windows: no lock there.)"""
-    fh = open(path, "a")
+    raise ValueError(busy) if another process holds it, or with the reason when the file cannot
+    be opened (a read-only mount). (Not on Windows: no lock there.)"""
+    try:
+        fh = open(path, "a")
+    except OSError as e:
+        raise ValueError(f"cannot lock {path} ({e.strerror or type(e).__name__}): "
+                         f"it must be writable") from None
     try:
         import fcntl
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -53,6 +53,15 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume 
 PAIRINGS = ("real-fake", "interpolate", "all")
 
 
+def scores(critic, x: torch.Tensor) -> torch.Tensor:
+    """The critic's score of each sample, shape (N,): its output must be (N,) or (N, 1)."""
+    out = critic(x)
+    if out.shape not in ((len(x),), (len(x), 1)):  # not a score per sample
+        raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
+                         f"{tuple(out.shape)} for N = {len(x)}")
+    return out.reshape(len(x))
+
+
 def lipschitz_quotient(critic, x: torch.Tensor, y: torch.Tensor,
                        eps: float = 1e-8) -> torch.Tensor:
     """L(x_i, y_i) = |f(x_i) − f(y_i)| / (‖x_i − y_i‖ + eps) for each pair i, shape (N,).
@@ -61,7 +70,7 @@ def lipschitz_quotient(critic, x: torch.Tensor, y: torch.Tensor,
     the blog's code) keeps coincident points finite: there the quotient is 0, so such a pair adds
     nothing to the one-sided penalty (and 1 to the two-sided one).
     """
-    diff = (critic(x).reshape(x.shape[0]) - critic(y).reshape(y.shape[0])).abs()
+    diff = (scores(critic, x) - scores(critic, y)).abs()
     return diff / ((x - y).flatten(1).norm(dim=1) + eps)
 
 
@@ -86,7 +95,7 @@ def pair_quotients(critic, real: torch.Tensor, fake: torch.Tensor, pairs: str = 
         return torch.cat([lipschitz_quotient(critic, fake, z, eps),
                           lipschitz_quotient(critic, real, z, eps)])
     if pairs == "all":
-        f_r, f_f = critic(real).reshape(-1), critic(fake).reshape(-1)
+        f_r, f_f = scores(critic, real), scores(critic, fake)
         dist = torch.cdist(real.flatten(1), fake.flatten(1),
                            compute_mode="donot_use_mm_for_euclid_dist")  # exact, no x² − 2xy + y²
         return ((f_r[:, None] - f_f[None, :]).abs() / (dist + eps)).reshape(-1)

@@ -84,7 +84,11 @@ def divergence_penalty(critic, real: torch.Tensor, fake: torch.Tensor, k: float 
         x_hat = torch.cat([real, fake])
     with torch.enable_grad():  # the penalty is a gradient: it needs autograd even in no_grad code
         x_hat = x_hat.requires_grad_(True)
-        out = critic(x_hat).sum()
+        out = critic(x_hat)
+        if out.shape not in ((len(x_hat),), (len(x_hat), 1)):  # not a score per sample
+            raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
+                             f"{tuple(out.shape)} for N = {len(x_hat)}")
+        out = out.sum()
         (grad,) = torch.autograd.grad(out, x_hat, create_graph=True, allow_unused=True) \
             if out.requires_grad else (None,)
         grad = torch.zeros_like(x_hat) if grad is None else grad  # a critic blind to x: ∇f = 0

@@ -64,7 +64,11 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
     t = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
     with torch.enable_grad():  # the penalty is a gradient: it needs autograd even in no_grad code
         x_hat = (t * real + (1 - t) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+        out = critic(x_hat)
+        if out.shape not in ((len(x_hat),), (len(x_hat), 1)):  # not a score per sample
+            raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
+                             f"{tuple(out.shape)} for N = {len(x_hat)}")
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
         gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
         return gap.pow(2).mean()

@@ -63,16 +63,27 @@ def group_sort(x: torch.Tensor, group_size: int | None = 2) -> torch.Tensor:
     in ascending order; group_size None sorts all C units as one group (FullSort), 2 is MaxMin.
     A permutation of each row, so ‖σ(x)‖ = ‖x‖, and its Jacobian is a permutation matrix, so
     the gradient's norm is kept too."""
-    g = x.shape[1] if group_size is None else group_size
-    if x.dim() != 2 or x.shape[1] % g:
+    check_group_size(group_size)
+    g = x.shape[-1] if group_size is None else group_size
+    if x.dim() != 2 or x.shape[1] % max(g, 1):
         raise ValueError(f"group_sort needs (N, C) with C a multiple of the group size {g}, "
                          f"got {tuple(x.shape)}")
-    return x.reshape(len(x), -1, g).sort(dim=-1).values.reshape(x.shape)
+    return x.reshape(len(x), x.shape[1] // max(g, 1), max(g, 1)).sort(dim=-1).values \
+        .reshape(x.shape)  # the sizes spelt out: an empty batch (N = 0) is sorted too
+
+
+def check_group_size(group_size) -> None:
+    """A group size is a whole number ≥ 1 (1 sorts nothing), or None for one group of all."""
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(
+            group_size, int) or group_size < 1):
+        raise ValueError(f"the group size must be a whole number ≥ 1, or None for one group of "
+                         f"all units, got {group_size!r}")
 
 
 class GroupSort(nn.Module):
     def __init__(self, group_size: int | None = 2):
         super().__init__()
+        check_group_size(group_size)
         self.group_size = group_size
 
     def forward(self, x):
@@ -83,7 +94,19 @@ def orthogonal_linear(d_in: int, d_out: int) -> nn.Linear:
     """nn.Linear whose weight is (semi-)orthogonal at every step: WᵀW = I if d_out ≥ d_in (it
     keeps ‖x‖), WWᵀ = I otherwise (it keeps the norm of the backward gradient), by PyTorch's
     parametrization with Householder reflectors (see the module docstring for why these)."""
-    return orthogonal(nn.Linear(d_in, d_out), orthogonal_map="householder")
+    lin = orthogonal(nn.Linear(d_in, d_out), orthogonal_map="householder")
+    lin.register_load_state_dict_post_hook(refuse_if_not_orthogonal)
+    return lin
+
+
+def refuse_if_not_orthogonal(layer: nn.Module, incompatible_keys) -> None:
+    """Loaded weights (a checkpoint's) must still be orthogonal: the parametrization keeps the
+    weight at base·Q, so a damaged `base` would make every weight after it non-orthogonal and
+    "1-Lipschitz by construction" false without a word. ValueError instead."""
+    err = orthogonality_error(layer).item()
+    if not err < 1e-4:
+        raise ValueError(f"a loaded orthogonal layer is {err:.3g} from orthogonal "
+                         f"(|WᵀW − I|): its weights are not this method's")
 
 
 def orthogonality_error(critic: nn.Module) -> torch.Tensor:
@@ -189,6 +212,9 @@ def check_args(a):
     if a.group_size != "full" and a.dim % a.group_size:
         return (f"--group-size {a.group_size} does not divide --dim {a.dim}: GroupSort sorts "
                 f"groups of that many units of each hidden layer")
+    if a.group_size == "full" and a.dim < 2:
+        return (f"--group-size full with --dim {a.dim}: a sort of one unit sorts nothing and "
+                f"the critic would be linear, as with --group-size 1")
     return None
 
 

@@ -230,34 +230,50 @@ def write_tables(table, fixed, out, command, note=""):
 
 
 def draw_grids(runs, out, table, ended):
+    """grid-<data>.png for every dataset: the first seed of each configuration whose critic
+    can be loaded (a later seed where the first one's checkpoint is gone or damaged, said in its
+    panel). Returns the figures and a line for each configuration left out, or for a figure
+    left as an earlier call drew it: never a stale figure without a word."""
     import torch
     ratio = {(r["config"], r["data"]): r["w1_over_floor_median"] for r in table}
-    paths = []
+    paths, notes = [], []
     for data in common.DATASETS:
-        panels, seen = [], set()
+        panels, seeds, firsts = [], {}, {}
         for key, name, script, _, d, seed, is_fixed in runs:
-            if d != data or is_fixed or name in seen:
-                continue
-            seen.add(name)  # first seed of each configuration
-            final = sweep.load_final(ended.get(key), script)
+            if d == data and not is_fixed:
+                seeds.setdefault(name, []).append((seed, key, script))
+        for name, tried in seeds.items():
+            for seed, key, script in tried:  # the first seed that can be drawn
+                final = sweep.load_final(ended.get(key), script)
+                if final is not None:
+                    break
             if final is None:
+                if any(ended.get(k) is not None for _, k, _ in tried):
+                    notes.append(f"{name} on {data}: no checkpoint of its runs can be loaded "
+                                 f"(gone or damaged), not drawn")
                 continue
             D, real, fake = final
-            panels.append((f"{name}\nW1/floor {sweep.fmt(ratio.get((name, data)), '.2f')} "
-                           f"(median)",
-                           D, real, fake))
-        if panels and data == "digits":  # samples, not level sets: 64 digits per configuration
+            firsts[name] = seed
+            later = "" if seed == tried[0][0] else f", seed {seed}"
+            panels.append((f"{name}{later}\nW1/floor {sweep.fmt(ratio.get((name, data)), '.2f')} "
+                           f"(median)", D, real, fake))
+        path = os.path.join(out, "grid-digits.png" if data == "digits" else f"grid-{data}.png")
+        if not panels:
+            if seeds and os.path.exists(path):
+                notes.append(f"{os.path.basename(path)} is not redrawn (no critic of this call "
+                             f"can be loaded): it is an earlier call's")
+            continue
+        if data == "digits":  # samples, not level sets: 64 digits per configuration
             held_out = common.sample("digits", 64, generator=torch.Generator().manual_seed(0),
                                      split="test")
             paths.append(common.plot_digit_grid(
-                [("real (held out)", held_out)] + [(p[0], p[3]) for p in panels],
-                os.path.join(out, "grid-digits.png"), ncols=4,
-                title="generated digits, first seed of each configuration"))
-        elif panels:
+                [("real (held out)", held_out)] + [(p[0], p[3]) for p in panels], path,
+                ncols=4, title="generated digits, first seed of each configuration"))
+        else:
             paths.append(common.plot_critic_grid(
-                panels, os.path.join(out, f"grid-{data}.png"),
+                panels, path,
                 title=f"final critics and samples on {data} (orange real, green generated)"))
-    return paths
+    return paths, notes
 
 
 def die(message: str):
@@ -315,7 +331,9 @@ def main(argv=None):
               f"it has ({why}). Run them, or pass --overwrite", flush=True)
     else:
         write_tables(table, fixed, a.out, command, note)
-        grids = draw_grids(runs, a.out, table, ended)
+        grids, notes = draw_grids(runs, a.out, table, ended)
+        for line in notes:
+            print(f"[compare] {line}", flush=True)
         print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "
               f"{os.path.join(a.out, 'fixed.md')}, " + ", ".join(grids), flush=True)
     if signum:

@@ -59,3 +59,19 @@ def test_mismatched_batches_are_an_error():
         lipschitz_penalty(critic(), torch.zeros(4, 2), torch.zeros(5, 2))
     assert torch.isfinite(lipschitz_penalty(critic(), torch.zeros(4, 2), torch.ones(5, 2),
                                             pairs="all"))  # any two sizes for all pairs
+
+
+@pytest.mark.parametrize("name", PENALTIES)
+@pytest.mark.parametrize("shape", ["two scores", "a scalar", "one number for the batch"])
+def test_a_critic_that_is_not_one_score_per_sample_is_an_error(name, shape):
+    """A critic returning (N, 2) or a mean over the batch would give a number that looks fine
+    (the gradient of f₁ + f₂; ∇ of a mean, 1/N of a sample's): refused, saying what it got."""
+    net = critic()
+    wrong = {"two scores": lambda x: torch.cat([net(x), net(x)], dim=1),
+             "a scalar": lambda x: net(x).mean(),
+             "one number for the batch": lambda x: net(x).mean().reshape(1, 1)}[shape]
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    with pytest.raises(ValueError, match=r"\(N,\) or \(N, 1\) scores"):
+        PENALTIES[name](wrong, real, fake)
+    for fine in (net, lambda x: net(x).squeeze(-1)):  # (N, 1) and (N,) both are scores
+        assert torch.isfinite(PENALTIES[name](fine, real, fake))

@@ -49,6 +49,39 @@ def test_bad_out_is_one_line_and_writes_nothing(script, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["a_file"] and a_file.read_text() == "keep me"
 
 
+def test_an_out_with_no_room_for_a_run_folder_is_one_line_and_leaves_none(tmp_path, capsys):
+    """Near the longest path the system takes, --out itself can be made but a run folder there
+    has no room for its files: refused before the folder is made (before: a traceback from the
+    lock, exit 1, and an empty run folder left)."""
+    script = SCRIPTS[0]
+    deep = str(tmp_path)
+    while len(deep) < common.PATH_MAX - 80:
+        deep = os.path.join(deep, "d" * min(200, common.PATH_MAX - 80 - len(deep)))
+    os.makedirs(deep)
+    code, cap = run_main(script, quick(script) + ["--iters", "1", "--out", deep], capsys)
+    one_line_error(code, cap, script, "too long")
+    assert os.listdir(deep) == []
+
+
+def test_a_run_folder_that_cannot_be_locked_is_one_line(tmp_path, capsys, monkeypatch):
+    """--resume of a run on a read-only mount: the lock file cannot be opened; one line, exit 2
+    (before: an OSError traceback)."""
+    import builtins
+    script = SCRIPTS[0]
+    d = _short_run(script, str(tmp_path / "runs"), capsys, iters=2)
+    real_open = builtins.open
+
+    def read_only(path, mode="r", *args, **kw):
+        if str(path).endswith(os.sep + "lock") and mode != "r":
+            raise OSError(30, "Read-only file system")
+        return real_open(path, mode, *args, **kw)
+    monkeypatch.setattr(builtins, "open", read_only)
+    code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
+    monkeypatch.undo()
+    one_line_error(code, cap, script, "Read-only file system")
+    assert iters_logged(d) == [0, 2] and os.path.exists(d)
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("argv,says", [
     (["--seed", str(2**64)], "--seed"), (["--seed", "-1"], "--seed"),

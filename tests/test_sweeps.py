@@ -492,3 +492,29 @@ def test_while_no_run_ends_the_counts_come_again_every_heartbeat():
     assert sweep.Progress("t", 3, 3, every=3600).quiet(never) is None
     p = sweep.Progress("t", 3, 3, every=0)
     assert p.quiet(lambda: 2) == "[t] 0/3 done, 2 running | still running"
+
+
+def test_the_grid_figure_draws_the_next_seed_or_says_what_it_left_out(tmp_path, capsys,
+                                                                      monkeypatch):
+    """The first seed's checkpoint is damaged: its panel is the second seed's, and says so;
+    every checkpoint damaged: a line says the configuration is not drawn and the figure is an
+    earlier call's (before: the figure stayed as it was, without a word)."""
+    import common
+    out = str(tmp_path / "cmp")
+    argv = ONE[:4] + ["--seeds", "0", "1", *ONE[6:], "--out", out, "--extra", "--dim", "8",
+                      "--batch", "16", "--n-critic", "1"]
+    assert compare.main(argv) == 0
+    capsys.readouterr()
+    drawn = []
+    monkeypatch.setattr(common, "plot_critic_grid",
+                        lambda panels, path, **kw: drawn.append([p[0] for p in panels]) or path)
+    cks = sorted(glob.glob(os.path.join(out, "runs", "*", "*", "checkpoint.pt")))
+    assert len(cks) == 2 and "-s0" in cks[0]
+    open(cks[0], "wb").write(b"not a checkpoint")
+    assert compare.main(argv) == 0
+    assert len(drawn[-1]) == 1 and drawn[-1][0].startswith("c-transform, seed 1\nW1/floor ")
+    open(cks[1], "wb").write(b"not a checkpoint")
+    assert compare.main(argv) == 0
+    said = capsys.readouterr().out
+    assert "c-transform on swissroll: no checkpoint of its runs can be loaded" in said
+    assert "grid-swissroll.png is not redrawn" in said and len(drawn) == 1

@@ -4,6 +4,7 @@ the critic is 1-Lipschitz (‖∇f‖ ≤ 1 everywhere, every finite-difference 
 bound K = 1), ‖∇f‖ = 1 almost everywhere where no layer narrows the gradient, and |x| is in
 reach of a GroupSort network but not of the same network with ReLU (Anil et al. 2019)."""
 import argparse
+import os
 
 import pytest
 import torch
@@ -162,7 +163,9 @@ def test_the_critic_on_the_digits_is_an_orthogonal_mlp_on_the_pixels():
 
 @pytest.mark.parametrize("argv,says", [(["--group-size", "1"], "--group-size"),
                                        (["--group-size", "3"], "does not divide --dim 128"),
-                                       (["--group-size", "two"], "--group-size")])
+                                       (["--group-size", "two"], "--group-size"),
+                                       (["--group-size", "full", "--dim", "1"],
+                                        "sorts nothing")])
 def test_bad_group_sizes_are_one_line(argv, says, capsys):
     with pytest.raises(SystemExit) as e:
         gs.build_parser().parse_args(argv)
@@ -203,3 +206,39 @@ def test_a_run_logs_the_bound_1_and_the_gradient_norm_it_lost(tmp_path, capsys):
         assert 0 <= float(r["grad_share_below_0_99"]) <= 1
         assert float(r["grad_share_above_1"]) == 0
     assert "K 1.0000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "2"])
+def test_a_group_size_that_is_no_whole_number_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="whole number ≥ 1"):
+        gs.GroupSort(bad)
+    with pytest.raises(ValueError, match="whole number ≥ 1"):
+        gs.group_sort(torch.zeros(3, 4), bad)
+
+
+@pytest.mark.parametrize("group", [2, 4, None])
+def test_an_empty_batch_sorts_to_an_empty_batch(group):
+    out = gs.GroupSort(group)(torch.zeros(0, 4))
+    assert out.shape == (0, 4)
+
+
+def test_a_checkpoint_whose_orthogonal_base_is_not_orthogonal_is_refused(tmp_path, capsys):
+    """The parametrization keeps W = base·Q: a base scaled by 3 would train a 3-Lipschitz
+    critic under "1-Lipschitz by construction". --resume refuses it, before anything is
+    written."""
+    from test_scripts import run_dirs, run_main
+    out = str(tmp_path / "runs")
+    code, cap = run_main("wgan_groupsort", ["--iters", "2", "--eval-every", "2", "--dim", "8",
+                                            "--batch", "16", "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    (name,) = [k for k in ck["D"] if k.endswith("base")][:1]
+    ck["D"][name] = ck["D"][name] * 3
+    torch.save(ck, path)
+    code, cap = run_main("wgan_groupsort", ["--resume", d, "--iters", "4"], capsys)
+    err = cap.err.strip()
+    assert code == 2 and "\n" not in err and "damaged checkpoint" in err and \
+        "from orthogonal" in err, err
+    assert not [f for f in os.listdir(d) if f.startswith("config-resume")]
