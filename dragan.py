@@ -93,7 +93,8 @@ def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None,
 
 def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: bool = False,
                    scale: float | None = None, eps: float = 1e-12,
-                   fake: torch.Tensor | None = None) -> torch.Tensor:
+                   fake: torch.Tensor | None = None,
+                   grad_scale: float = 1.0) -> torch.Tensor:
     """DRAGAN's gradient penalty R near the real data, without λ.
 
         two-sided  R = mean[(‖∇f(x̂)‖₂ − 1)²]          (Kodali et al. 2017)
@@ -104,6 +105,9 @@ def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: b
     The norm is over all non-batch dimensions, ‖g‖ = sqrt(Σg² + eps) keeps the penalty's
     gradient finite where ∇f = 0, and the result keeps its graph for the critic's weights.
     Works under torch.no_grad() too.
+    grad_scale: with float16 autocast and a GradScaler, pass scaler.get_scale(): the input
+    gradient is then taken of the scaled output and divided back (PyTorch's AMP recipe for a
+    gradient penalty), so that float16 neither underflows nor overflows on the way.
     """
     if real.shape[0] == 0:
         raise ValueError("real must be a non-empty batch")
@@ -113,7 +117,9 @@ def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: b
         if out.shape not in ((len(x_hat),), (len(x_hat), 1)):  # not a score per sample
             raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
                              f"{tuple(out.shape)} for N = {len(x_hat)}")
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        scaled = out.float().sum() * grad_scale  # 1 unless float16 needs it (grad_scale)
+        (grad,) = torch.autograd.grad(scaled, x_hat, create_graph=True)
+        grad = grad / grad_scale
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
         gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
         return gap.pow(2).mean()

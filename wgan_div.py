@@ -57,7 +57,7 @@ POINTS = ("interpolate", "real-fake")
 
 def divergence_penalty(critic, real: torch.Tensor, fake: torch.Tensor, k: float = 2.0,
                        p: float = 6.0, points: str = "interpolate",
-                       eps: float = 1e-12) -> torch.Tensor:
+                       eps: float = 1e-12, grad_scale: float = 1.0) -> torch.Tensor:
     """The Wasserstein-divergence term k·E‖∇f(x̂)‖₂^p of WGAN-div (Wu et al. 2018, eq. 11),
     k and p included (the paper's k = 2, p = 6).
 
@@ -69,6 +69,9 @@ def divergence_penalty(critic, real: torch.Tensor, fake: torch.Tensor, k: float 
     (points, or images: the norm is over all non-batch dimensions). ‖g‖^p is computed as
     (Σg² + eps)^(p/2), so its gradient stays finite where ∇f = 0 for any p > 0. The result keeps
     its graph to the critic's weights; real and fake are detached. Works under no_grad too.
+    grad_scale: with float16 autocast and a GradScaler, pass scaler.get_scale(): the input
+    gradient is then taken of the scaled output and divided back (PyTorch's AMP recipe for a
+    gradient penalty), so that float16 neither underflows nor overflows on the way.
     """
     if real.shape[0] == 0 or real.shape != fake.shape:
         raise ValueError(f"real and fake must be non-empty batches of one shape, got "
@@ -88,10 +91,10 @@ def divergence_penalty(critic, real: torch.Tensor, fake: torch.Tensor, k: float 
         if out.shape not in ((len(x_hat),), (len(x_hat), 1)):  # not a score per sample
             raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
                              f"{tuple(out.shape)} for N = {len(x_hat)}")
-        out = out.sum()
+        out = out.float().sum() * grad_scale
         (grad,) = torch.autograd.grad(out, x_hat, create_graph=True, allow_unused=True) \
             if out.requires_grad else (None,)
-        grad = torch.zeros_like(x_hat) if grad is None else grad  # a critic blind to x: ∇f = 0
+        grad = torch.zeros_like(x_hat) if grad is None else grad / grad_scale  # blind to x: 0
         return k * (grad.flatten(1).pow(2).sum(1) + eps).pow(p / 2).mean()
 
 

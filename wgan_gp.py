@@ -44,7 +44,7 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume 
 
 # ---------------------------------------------------------------------------------- the method
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: bool = False,
-                     eps: float = 1e-12) -> torch.Tensor:
+                     eps: float = 1e-12, grad_scale: float = 1.0) -> torch.Tensor:
     """Gradient penalty R of WGAN-GP (two-sided) or WGAN-LP (one-sided), without λ.
 
         x̂ = t·real + (1 − t)·fake,   one t ~ U[0, 1] per sample
@@ -56,6 +56,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
     ‖g‖ = sqrt(Σg² + eps) so the penalty's gradient stays finite where ∇f = 0. The result keeps
     its graph: backpropagating it reaches the critic's weights. real and fake are detached here:
     the penalty constrains the critic only. Works under torch.no_grad() too.
+    grad_scale: with float16 autocast and a GradScaler, pass scaler.get_scale(): the input
+    gradient is then taken of the scaled output and divided back (PyTorch's AMP recipe for a
+    gradient penalty), so that float16 neither underflows nor overflows on the way.
     """
     if real.shape[0] == 0 or real.shape != fake.shape:
         raise ValueError(f"real and fake must be non-empty batches of one shape, got "
@@ -68,7 +71,9 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
         if out.shape not in ((len(x_hat),), (len(x_hat), 1)):  # not a score per sample
             raise ValueError(f"the critic must map N samples to (N,) or (N, 1) scores, got "
                              f"{tuple(out.shape)} for N = {len(x_hat)}")
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        scaled = out.float().sum() * grad_scale  # 1 unless float16 needs it (grad_scale)
+        (grad,) = torch.autograd.grad(scaled, x_hat, create_graph=True)
+        grad = grad / grad_scale
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
         gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
         return gap.pow(2).mean()
