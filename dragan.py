@@ -1,4 +1,5 @@
-"""DRAGAN: a gradient penalty taken near the real data, its normal-noise variant, and PRODGAN.
+"""DRAGAN: a gradient penalty taken near the real data, its normal-noise variant, PRODGAN, and
+the zero-centred penalties R1, R2 and 0-GP (the same penalty at other points, centred at 0).
 
 DRAGAN: Kodali, Abernethy, Hays, Kira 2017, "On Convergence and Stability of GANs",
 arXiv:1705.07215 (code: kodalinaveen3/DRAGAN). The normal-noise variant and PRODGAN (Penalty
@@ -10,6 +11,14 @@ Lernapparat blog, 2017-05-29. The penalty constrains ‖∇f‖ only near the re
                       (one number), C = 0.5; x̂ = x + α(x_p − x), one α ~ U[0, 1] per sample
     --perturb normal  x̂ = x + 0.25·std₀(x)·ε, std₀ per feature over the batch, ε ~ N(0, I)
     --perturb none    x̂ = x: PRODGAN, the penalty right on the real data
+    --perturb fake    x̂ = G(z), the generated samples;  --perturb interpolate  WGAN-GP's points
+
+Zero-centred, --center 0: R = E‖∇f(x̂)‖², the critic pushed flat where it is taken. R1 on the
+data, R2 on the fakes, γ/2 = 5, GAN loss (Mescheder, Geiger, Nowozin 2018, "Which Training
+Methods for GANs do actually Converge?", ICML, arXiv:1801.04406, LMescheder/GAN_stability);
+0-GP at interpolates, λ 10, GAN or WGAN loss (Thanh-Tung, Tran, Venkatesh 2019, ICLR,
+arXiv:1902.03984, htt210/GeneralizationAndStabilityInGANs). R1 is PRODGAN centred at 0. In the
+WGAN loss a penalty on one side bounds nothing on the other (the report shows what follows).
 
     --loss gan  (default, the DRAGAN paper): f is a logit, σ the sigmoid,
                 critic     min_f  −E log σ(f(x)) − E log(1 − σ(f(G(z)))) + λ·R
@@ -28,6 +37,8 @@ Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python dragan.py --loss wgan --lambda 10       # DRAGAN's penalty in the WGAN loss
     python dragan.py --loss wgan --perturb normal  # the normal-noise variant
     python dragan.py --loss wgan --perturb none    # PRODGAN
+    python dragan.py --perturb none --center 0 --lambda 5       # R1 (γ = 10), GAN loss
+    python dragan.py --loss wgan --perturb interpolate --center 0   # 0-GP, WGAN loss
     python dragan.py --loss wgan --data digits     # 8×8 digits, 2000 iterations
     python dragan.py --dim 512 --iters 100000      # gan_toy.py's width, many more iterations
     python dragan.py --fixed-generator --loss wgan # train the critic alone against real + N(0, I)
@@ -52,7 +63,7 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume 
 
 
 # ---------------------------------------------------------------------------------- the method
-PERTURBATIONS = ("paper", "normal", "none", "toward-fake", "interpolate")
+PERTURBATIONS = ("paper", "normal", "none", "toward-fake", "interpolate", "fake")
 
 
 def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None,
@@ -68,10 +79,15 @@ def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None,
         toward-fake  x̂ = x + δ(x_f − x), δ = scale or 0.1: a fake deliberately close to the
                      real point (the 2017-05-29 post's "things to do"); needs `fake`
         interpolate  x̂ = x + t(x_f − x), one t ~ U[0, 1] per sample: WGAN-GP's points
+        fake         x̂ = x_f, the generated samples themselves (R2's points)
     """
     real = real.detach()
     if kind == "none":
         return real
+    if kind == "fake":
+        if fake is None or fake.shape != real.shape:
+            raise ValueError("perturb 'fake' needs a fake batch of the real batch's shape")
+        return fake.detach()
     if kind in ("toward-fake", "interpolate"):
         if fake is None or fake.shape != real.shape:
             raise ValueError(f"perturb {kind!r} needs a fake batch of the real batch's shape")
@@ -93,13 +109,14 @@ def perturb(real: torch.Tensor, kind: str = "paper", scale: float | None = None,
 
 def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: bool = False,
                    scale: float | None = None, eps: float = 1e-12,
-                   fake: torch.Tensor | None = None,
-                   grad_scale: float = 1.0) -> torch.Tensor:
+                   fake: torch.Tensor | None = None, grad_scale: float = 1.0,
+                   center: float = 1.0) -> torch.Tensor:
     """DRAGAN's gradient penalty R near the real data, without λ.
 
-        two-sided  R = mean[(‖∇f(x̂)‖₂ − 1)²]          (Kodali et al. 2017)
-        one-sided  R = mean[max(‖∇f(x̂)‖₂ − 1, 0)²]
-        x̂ = perturb(real, kind, scale, fake)           (fakes only for toward-fake, interpolate)
+        two-sided  R = mean[(‖∇f(x̂)‖₂ − c)²]          (Kodali et al. 2017: c = 1)
+        one-sided  R = mean[max(‖∇f(x̂)‖₂ − c, 0)²]
+        x̂ = perturb(real, kind, scale, fake)   (fakes for toward-fake, interpolate and fake)
+        c = center: 0 gives R1 (kind none), R2 (kind fake), 0-GP (kind interpolate)
 
     critic: any callable mapping (N, ...) to (N,) or (N, 1); real: (N, ...), any sample shape.
     The norm is over all non-batch dimensions, ‖g‖ = sqrt(Σg² + eps) keeps the penalty's
@@ -121,7 +138,7 @@ def dragan_penalty(critic, real: torch.Tensor, kind: str = "paper", one_sided: b
         (grad,) = torch.autograd.grad(scaled, x_hat, create_graph=True)
         grad = grad / grad_scale
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
-        gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
+        gap = (norm - center).clamp(min=0) if one_sided else norm - center
         return gap.pow(2).mean()
 
 
@@ -149,7 +166,8 @@ def critic_step(D, opt_d, real, fake, args):
     n_critic times and what benchmarks/w1_benchmark.py trains. Returns the loss, the penalty R
     and the batch estimate E f(real) − E f(fake), as device tensors."""
     out_real, out_fake = D(real), D(fake)
-    pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale, fake=fake)
+    pen = dragan_penalty(D, real, args.perturb, args.one_sided, args.perturb_scale, fake=fake,
+                         center=args.center)
     loss_d = critic_loss(out_real, out_fake, args.loss) + args.lam * pen
     if args.lp_lambda > 0:  # DRAGAN's penalty plus WGAN-LP's, each with its own λ
         loss_d = loss_d + args.lp_lambda * dragan_penalty(D, real, "interpolate", True,
@@ -178,7 +196,12 @@ def estimate_label(args) -> str:
 
 def method_name(args) -> str:
     name = {"paper": "DRAGAN", "normal": "DRAGAN (normal noise)", "none": "PRODGAN",
-            "toward-fake": "penalty toward the fakes", "interpolate": "penalty on interpolates"}
+            "toward-fake": "penalty toward the fakes", "interpolate": "penalty on interpolates",
+            "fake": "penalty on the fakes"}
+    if args.center != 1:
+        zero = {"none": "R1", "fake": "R2", "interpolate": "0-GP"}
+        name = {k: (zero.get(k, v) if args.center == 0 else v) + f", centred at {args.center:g}"
+                for k, v in name.items()}
     side = ", one-sided" if args.one_sided else ""
     lp = f" + one-sided GP λ = {args.lp_lambda:g}" if args.lp_lambda else ""
     return f"{name[args.perturb]}{side}, {args.loss.upper()} loss, λ = {args.lam:g}{lp}"
@@ -255,8 +278,10 @@ def z_dim(args) -> int:
 def check_args(a):
     """What is wrong with flags that are fine one by one (the parser's check): a scale for a
     perturbation that has none would be ignored silently."""
-    if a.perturb_scale is not None and a.perturb in ("none", "interpolate"):
+    if a.perturb_scale is not None and a.perturb in ("none", "interpolate", "fake"):
         return f"--perturb-scale has no effect with --perturb {a.perturb}: leave it out"
+    if a.one_sided and a.center == 0:
+        return "--one-sided with --center 0 is the two-sided penalty: ‖∇f‖ is never below 0"
     return None
 
 
@@ -268,7 +293,7 @@ def build_parser() -> common.ArgumentParser:
                    help="penalty weight λ (the DRAGAN paper's 10)")
     m.add_argument("--perturb", choices=PERTURBATIONS, default="paper",
                    help="where the penalty is taken: paper (DRAGAN's code), normal (the blog's "
-                        "fix), none (PRODGAN: on the real data)")
+                        "fix), none (PRODGAN: on the real data), fake (the generated samples)")
     m.add_argument("--perturb-scale", type=common.number(float, 0), default=None,
                    help="C of --perturb paper (default 0.5), the factor of --perturb normal "
                         "(default 0.25), or δ of --perturb toward-fake (default 0.1)")
@@ -276,6 +301,9 @@ def build_parser() -> common.ArgumentParser:
                    help="add WGAN-LP's one-sided penalty on real–fake interpolates, this weight")
     m.add_argument("--one-sided", action="store_true",
                    help="penalise only ‖∇f‖ > 1 at the same points")
+    m.add_argument("--center", type=common.number(float, 0), default=1.0,
+                   help="the gradient norm the penalty pulls toward: 1, or 0 for the "
+                        "zero-centred R1 (--perturb none), R2 (fake), 0-GP (interpolate)")
     m.add_argument("--loss", choices=("gan", "wgan"), default="gan",
                    help="gan: the standard GAN loss on logits, as the DRAGAN paper; "
                         "wgan: the Wasserstein loss, as the blog post")
@@ -387,7 +415,7 @@ def evaluate(G, D, args, device, it: int) -> dict:
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(critic_loss(D(r), D(f), args.loss), params)
         pen = args.lam * dragan_penalty(D, r, args.perturb, args.one_sided, args.perturb_scale,
-                                        fake=f)
+                                        fake=f, center=args.center)
         if args.lp_lambda > 0:
             pen = pen + args.lp_lambda * dragan_penalty(D, r, "interpolate", True, fake=f)
         g_pen = common.flat_grad(pen, params)
@@ -440,6 +468,21 @@ CONFIGS = {
                                 "runs": "Q5 w1"},
     "interpolate-wgan-l10": {"flags": ["--loss", "wgan", "--perturb", "interpolate"],
                              "runs": "w1"},
+    # The zero-centred penalties: their papers' points, weights and losses (R1 and R2: γ = 10,
+    # λ = γ/2, the non-saturating GAN loss; 0-GP: λ = 10), and two in the WGAN loss: 0-GP, and
+    # R1 there, to show what a penalty on one side leaves unbounded on the other.
+    "r1-gan": {"flags": ["--perturb", "none", "--center", "0", "--lambda", "5"],
+               "runs": "toys digits w1",
+               "summary": "R1 (zero-centred on the data, γ 10), GAN loss"},
+    "r2-gan": {"flags": ["--perturb", "fake", "--center", "0", "--lambda", "5"],
+               "runs": "toys digits w1",
+               "summary": "R2 (zero-centred on the fakes, γ 10), GAN loss"},
+    "zero-gp-gan": {"flags": ["--perturb", "interpolate", "--center", "0"], "runs": "toys"},
+    "zero-gp-wgan": {"flags": ["--loss", "wgan", "--perturb", "interpolate", "--center", "0"],
+                     "runs": "toys digits fixed Q1 w1",
+                     "summary": "0-GP (zero-centred on interpolates), WGAN loss"},
+    "r1-wgan": {"flags": ["--loss", "wgan", "--perturb", "none", "--center", "0", "--lambda", "5"],
+                "runs": "toys fixed w1"},
 }
 
 

@@ -10,6 +10,7 @@ and DRAGAN", Lernapparat blog, 2017-05-29).
     critic     min_f  E f(G(z)) − E f(x) + λ·R                  (f is high on real data)
     two-sided  R = E[(‖∇f(x̂)‖₂ − 1)²]
     one-sided  R = E[max(‖∇f(x̂)‖₂ − 1, 0)²]
+    unsquared  R = E[max(‖∇f(x̂)‖₂ − 1, 0)]   (--one-sided --unsquared: open question Q6)
                x̂ = t·x + (1 − t)·G(z), one t ~ U[0, 1] per sample
     generator  min_G  −E f(G(z))
 E f(x) − E f(G(z)) is the critic's estimate of W1(P_real, P_G) (exact only for an optimal,
@@ -44,12 +45,16 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume 
 
 # ---------------------------------------------------------------------------------- the method
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: bool = False,
-                     eps: float = 1e-12, grad_scale: float = 1.0) -> torch.Tensor:
+                     eps: float = 1e-12, grad_scale: float = 1.0,
+                     power: float = 2.0) -> torch.Tensor:
     """Gradient penalty R of WGAN-GP (two-sided) or WGAN-LP (one-sided), without λ.
 
         x̂ = t·real + (1 − t)·fake,   one t ~ U[0, 1] per sample
         two-sided  R = mean[(‖∇f(x̂)‖₂ − 1)²]           (Gulrajani et al. 2017, eq. 3)
         one-sided  R = mean[max(‖∇f(x̂)‖₂ − 1, 0)²]     (Petzka et al. 2018)
+        power 1    R = mean[|‖∇f(x̂)‖₂ − 1|] or mean[max(‖∇f(x̂)‖₂ − 1, 0)], unsquared: its
+                   pull on a violation does not fade as the violation shrinks (the 2017-04-13
+                   post's "thing to try", with a higher λ)
 
     critic: any callable mapping (N, ...) to (N,) or (N, 1). real, fake: (N, ...) of one shape,
     e.g. (N, 2) points or (N, C, H, W) images. The norm is over all non-batch dimensions, and
@@ -76,7 +81,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, one_sided: 
         grad = grad / grad_scale
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
         gap = (norm - 1).clamp(min=0) if one_sided else norm - 1
-        return gap.pow(2).mean()
+        return gap.abs().pow(power).mean()
 
 
 def critic_step(D, opt_d, real, fake, args):
@@ -92,7 +97,7 @@ def critic_step(D, opt_d, real, fake, args):
         done = opt_d.state[p0]["step"] if p0 in opt_d.state else torch.zeros(())
         lam = lambda_at(args, done / (args.lambda_ramp * args.n_critic))
     f_real, f_fake = D(real).mean(), D(fake).mean()
-    pen = gradient_penalty(D, real, fake, one_sided=args.one_sided)
+    pen = gradient_penalty(D, real, fake, one_sided=args.one_sided, power=penalty_power(args))
     loss_d = f_fake - f_real + lam * pen  # E f(fake) − E f(real) + λR
     opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
     loss_d.backward()
@@ -110,8 +115,14 @@ def lambda_at(args, progress):
     return args.lambda_from * (args.lam / args.lambda_from) ** progress.clamp(0, 1)
 
 
+def penalty_power(args) -> float:
+    """The gap's power: 2 (squared, the papers'), or 1 with --unsquared."""
+    return 1.0 if args.unsquared else 2.0
+
+
 def method_name(args) -> str:
     side = "one-sided (WGAN-LP)" if args.one_sided else "two-sided"
+    side += ", unsquared" if args.unsquared else ""
     ramp = f"{args.lambda_from:g} → " if args.lambda_from is not None else ""
     return f"WGAN-GP {side}, λ = {ramp}{args.lam:g}"
 
@@ -212,6 +223,8 @@ def build_parser() -> common.ArgumentParser:
     m = p.add_argument_group("method")
     m.add_argument("--lambda", dest="lam", type=common.number(float, 0), default=10.0,
                    help="penalty weight λ (the paper's 10; gan_toy.py uses 0.1)")
+    m.add_argument("--unsquared", action="store_true",
+                   help="penalise the gap itself, not its square (open question Q6)")
     m.add_argument("--one-sided", action="store_true",
                    help="penalise only ‖∇f‖ > 1 (WGAN-LP) instead of any ‖∇f‖ ≠ 1")
     m.add_argument("--lambda-from", type=common.number(float, 0, lo_ok=False), default=None,
@@ -326,7 +339,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(D(f).mean() - D(r).mean(), params)
         lam = lambda_at(args, torch.tensor(it / (args.lambda_ramp or 1)))
-        g_pen = common.flat_grad(lam * gradient_penalty(D, r, f, args.one_sided), params)
+        g_pen = common.flat_grad(lam * gradient_penalty(D, r, f, args.one_sided,
+                                                        power=penalty_power(args)), params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
                    cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
     return row
@@ -361,7 +375,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
 # benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
 CONFIGS = {
     "gp-onesided-l10": {"flags": ["--one-sided", "--lambda", "10"],
-                        "runs": "toys digits fixed Q1 w1", "published": "wgan-lp",
+                        "runs": "toys digits fixed Q1 Q6 w1", "published": "wgan-lp",
                         "summary": "WGAN-LP (one-sided GP, λ 10)"},
     "gp-twosided-l10": {"flags": ["--lambda", "10"], "runs": "toys digits fixed Q1 Q4 w1",
                         "published": "wgan-gp", "summary": "WGAN-GP (two-sided, λ 10)"},
@@ -369,6 +383,12 @@ CONFIGS = {
                          "summary": "WGAN-GP (two-sided, λ 0.1, gan_toy.py's)"},
     "gp-twosided-ramp0.1to10": {"flags": ["--lambda-from", "0.1", "--lambda", "10"],
                                 "runs": "Q4"},
+    # Q6, the one-sided penalty unsquared "with a higher weight": λ 10 (WGAN-LP's, whose pull is
+    # already 10 where LP's is 2λ·gap = 1 at a gap of 0.05) and 100.
+    "gp-onesided-unsquared-l10": {"flags": ["--one-sided", "--unsquared", "--lambda", "10"],
+                                  "runs": "Q6"},
+    "gp-onesided-unsquared-l100": {"flags": ["--one-sided", "--unsquared", "--lambda", "100"],
+                                   "runs": "Q6"},
 }
 
 

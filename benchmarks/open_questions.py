@@ -11,6 +11,8 @@ GANs and DRAGAN") and of its 2017-04-13 predecessor, answered by runs of the met
         0.1 to 10 (wgan_gp.py --lambda-from 0.1), beside the fixed λ = 10 and λ = 0.1.
     Q5  A fake deliberately close to the real: DRAGAN's penalty at x + 0.1(x_f − x)
         (dragan.py --perturb toward-fake).
+    Q6  The one-sided penalty unsquared, λ·E[max(‖∇f‖ − 1, 0)], "with a higher weight λ" (the
+        2017-04-13 post): wgan_gp.py --one-sided --unsquared at λ 10 and 100, beside WGAN-LP.
 
 Each configuration runs on the swiss roll for every seed, through benchmarks/sweep.py (as
 compare.py: a finished run with the planned arguments is not run again, an interrupted one is
@@ -33,7 +35,7 @@ import common  # noqa: E402
 import report  # noqa: E402
 import sweep  # noqa: E402
 
-QUESTIONS = tuple(p for p in sweep.PLACES if p.startswith("Q"))  # Q1 … Q5, as the docstring
+QUESTIONS = tuple(p for p in sweep.PLACES if p.startswith("Q"))  # Q1 … Q6, as the docstring
 
 
 def grid() -> list:

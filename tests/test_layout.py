@@ -15,7 +15,9 @@ SAME = "(the same in every method script)"
 # The sections of every method script, in this order; the banners of the last two say SAME.
 SECTIONS = ["the method", "models", "arguments", "training step", "evaluation",
             "what the programs run", f"run files {SAME}", f"main loop {SAME}"]
-MAX_LINES = 540  # dragan.py, with five perturbations and two losses, is the longest
+# dragan.py is the longest: six places for the penalty, two losses and the zero-centred penalties
+# (R1, R2, 0-GP: its penalty at other points, centred at 0), with their papers in the docstring.
+MAX_LINES = 570
 
 
 def source(script):
@@ -47,7 +49,7 @@ def test_method_first_and_main_short(script):
     # The update that uses the penalty is part of the method: a reader meets the loss beside its
     # penalty, in the first ~150 lines, before any model.
     assert "def critic_step(" in sections(text)["the method"]
-    assert funcs["critic_step"].end_lineno <= 160
+    assert funcs["critic_step"].end_lineno <= 180  # dragan.py's three kinds of points: ~180
     assert len(text.splitlines()) <= MAX_LINES
     assert max(len(line) for line in text.splitlines()) <= 100
 

@@ -28,10 +28,15 @@ def batches():
     return torch.randn(64, 2, generator=g) * 2, torch.randn(64, 2, generator=g) * 2 + 1
 
 
+# ALP's quotient is a finite difference over a short step ε: bfloat16's rounding of f (0.4 %)
+# is divided by f's change over ε, some ten times smaller here; measured: 4 % off.
+TOLERANCE = {"alp_penalty": 0.10}
+
+
 @pytest.mark.parametrize("name", PENALTIES)
 def test_bfloat16_autocast_gives_the_float32_value(name):
     """bfloat16 keeps 8 bits of mantissa (0.4 % a rounding): after the critic's layers and the
-    gradient, the penalty agrees with float32's within 3 %."""
+    gradient, the penalty agrees with float32's within 3 % (ALP's within 10 %: TOLERANCE)."""
     pen, f = PENALTIES[name], critic()
     real, fake = batches()
     torch.manual_seed(1)
@@ -40,7 +45,7 @@ def test_bfloat16_autocast_gives_the_float32_value(name):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = pen(f, real, fake)
     assert torch.isfinite(got) and want > 1e-3  # the penalty is active on these points
-    assert got.float().item() == pytest.approx(want.item(), rel=0.03)
+    assert got.float().item() == pytest.approx(want.item(), rel=TOLERANCE.get(name, 0.03))
 
 
 def readme_recipe() -> str:

@@ -7,6 +7,7 @@ import torch
 from dragan import dragan_penalty
 from slogan import lipschitz_penalty
 from wgan_div import divergence_penalty
+from wgan_alp import alp_penalty
 from wgan_gp import gradient_penalty
 
 PENALTIES = {
@@ -19,6 +20,12 @@ PENALTIES = {
     "divergence_penalty": lambda f, r, x: divergence_penalty(f, r, x),
     "divergence_penalty real-fake": lambda f, r, x: divergence_penalty(f, r, x,
                                                                        points="real-fake"),
+    "alp_penalty": lambda f, r, x: alp_penalty(f, r, x, 0.05, 0.5, 0.5),
+    "R1 (dragan_penalty, center 0)": lambda f, r, x: dragan_penalty(f, r, "none", center=0.0),
+    "R2 (dragan_penalty, center 0)": lambda f, r, x: dragan_penalty(f, r, "fake", fake=x,
+                                                                    center=0.0),
+    "gradient_penalty unsquared": lambda f, r, x: gradient_penalty(f, r, x, one_sided=True,
+                                                                   power=1.0),
 }
 
 

@@ -152,3 +152,19 @@ def test_lambda_ramp_runs_and_rises(tmp_path, capsys):
                          "--out", str(tmp_path / "fixed")]) == 0
     (d,) = glob.glob(os.path.join(str(tmp_path / "fixed"), "*"))
     assert float(list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))[-1]["lambda"]) == 10
+
+
+@given(a=st.lists(st.floats(-3, 3, allow_nan=False), min_size=2, max_size=4),
+       seed=st.integers(0, 2**31 - 1))
+def test_the_unsquared_one_sided_penalty_is_the_excess_slope(a, seed):
+    """Q6's penalty on f = a·x: max(‖a‖ − 1, 0), not its square; its gradient for a does not
+    fade as ‖a‖ comes down to 1 (a/‖a‖ for every violation), where the squared one's does."""
+    a = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    g = torch.Generator().manual_seed(seed)
+    real, fake = (torch.randn(8, len(a), generator=g, dtype=torch.float64) for _ in range(2))
+    pen = gradient_penalty(lambda x: x @ a, real, fake, one_sided=True, power=1.0)
+    norm = math.sqrt(a.norm().item() ** 2 + 1e-12)
+    assert pen.item() == pytest.approx(max(norm - 1, 0), rel=1e-9, abs=1e-12)
+    if norm > 1.01:
+        (grad,) = torch.autograd.grad(pen, a)
+        torch.testing.assert_close(grad, a.detach() / norm, rtol=1e-9, atol=1e-12)
