@@ -482,65 +482,144 @@ def write(runs, pairs, a, command, minutes, ran, planned, missing, failed):
     return t
 
 
-def by_dim_figure(rows, path: str) -> str:
-    """cos(∇f, −∇u) and estimate / true W1 against the dimension: a column per funnel count,
-    a line per constraint (median over the seeds, the band their range), the published row of
-    its family dashed in the same colour. The estimate's axis is linear within ±1 and
-    logarithmic beyond, so that a 17-fold overestimate and an exact one are both readable."""
-    import matplotlib
-    funnels = sorted({r["funnels"] for r in rows})
-    names = list(dict.fromkeys(r["config"] for r in rows))
-    palette = matplotlib.colormaps["tab20"].colors
-    colours = {n: palette[(2 * i) % 20 + (2 * i) // 20] for i, n in enumerate(names)}
-    fig = Figure(figsize=(4.4 * len(funnels) + 2.6, 7.4), layout="constrained")
-    axes = fig.subplots(2, len(funnels), squeeze=False)
-    dims = sorted({r["dim"] for r in rows})
-    for j, w in enumerate(funnels):
-        for i, (col, label) in enumerate((("cos", "cos(∇f, −∇u)"),
-                                          ("est_over_w1", "estimate / true W1"))):
-            ax = axes[i, j]
-            for n in names:
-                rs = sorted((r for r in rows if r["config"] == n and r["funnels"] == w
-                             and r[col] is not None), key=lambda r: r["dim"])
-                if not rs:
+REFERENCE = "gp-twosided-l10"  # drawn in every panel of the small multiples: WGAN-GP
+METRICS = (("cos", "cos(∇f, −∇u)"), ("est_over_w1", "estimate / true W1"))
+
+
+def small_multiples(series, published, path: str, title: str, xlabel: str, xticks=None) -> str:
+    """A panel per constraint and metric (cos, then estimate / true W1: two blocks of panels),
+    each holding the constraint's lines (median, band: the range over the seeds), WGAN-GP's in
+    grey and the optimal critic's 1 in black, and its family's published value as a marker.
+    series[metric][config]: {line label: [(x, median, min, max), ...]}; published[metric]
+    [config]: [(x, value), ...]. The estimate's axis is linear within ±1 and logarithmic beyond,
+    so that a 17-fold overestimate and an exact one are both readable."""
+    names = [n for n, *_ in constraints()] + sorted(
+        {n for m in series.values() for n in m} - {n for n, *_ in constraints()})
+    names = [n for n in names if any(series[m].get(n) for m, _ in METRICS)]
+    if not names:
+        raise ValueError("nothing to draw")
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.5 * 2 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    xs_all = [p[0] for m in series.values() for c in m.values() for line in c.values()
+              for p in line] + [p[0] for m in published.values() for c in m.values() for p in c]
+    xlim = (min(xs_all) / 1.4, max(xs_all) * 1.4)  # one x range in every panel
+    from matplotlib.ticker import NullFormatter
+    for block, (metric, label) in enumerate(METRICS):
+        values = [v for m in series[metric].values() for line in m.values() for p in line
+                  for v in p[1:] if v is not None and math.isfinite(v)]
+        for i in range(nrows * ncols):
+            ax = axes[block * nrows + i // ncols, i % ncols]
+            if i >= len(names):
+                ax.axis("off")
+                continue
+            name = names[i]
+            for j, (line, pts) in enumerate(sorted((series[metric].get(REFERENCE) or {}).items())):
+                if name != REFERENCE and pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[j % 4], color="0.6",
+                            lw=1.1, label=f"WGAN-GP, {line}")
+            for j, (line, pts) in enumerate(sorted((series[metric].get(name) or {}).items())):
+                pts = [p for p in pts if p[1] is not None]
+                if not pts:
                     continue
-                d = [r["dim"] for r in rs]
-                ax.plot(d, [r[col] for r in rs], "-o", ms=3.5, lw=1.6, color=colours[n], label=n)
-                ax.fill_between(d, [r[col + "_min"] for r in rs], [r[col + "_max"] for r in rs],
-                                color=colours[n], alpha=0.15, lw=0)
-                pub = [(r["dim"], r["published_" + col]) for r in rs
-                       if r["published_" + col] is not None]
-                if pub:
-                    ax.plot(*zip(*pub), "--", color=colours[n], lw=1.0, alpha=0.9)
-            gone = sorted({r["config"] for r in rows if r["funnels"] == w and r[col] is None})
-            if gone:  # every training of these diverged here: said, not silently left out
-                ax.text(0.02, 0.02, "diverged: " + ", ".join(gone), transform=ax.transAxes,
-                        fontsize=7, color="#b2182b", va="bottom", wrap=True)
+                xs = [p[0] for p in pts]
+                ax.plot(xs, [p[1] for p in pts], styles[j % 4], marker="o", ms=2.5, lw=1.5,
+                        color="#1f77b4", label=f"the panel's constraint, {line}")
+                ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color="#1f77b4",
+                                alpha=0.18, lw=0)
+            pub = published.get(metric, {}).get(name) or []
+            if pub:
+                ax.plot(*zip(*pub), "*", color="#d62728", ms=8,
+                        label="the published solver of its family (their protocol)")
+            if not any(p[1] is not None for line in (series[metric].get(name) or {}).values()
+                       for p in line):
+                ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center",
+                        color="#b2182b")
             ax.axhline(1.0, color="k", lw=0.7)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(dims, [str(d) for d in dims])
-            ax.minorticks_off()
-            if col == "est_over_w1":
+            ax.set_xscale("log", base=2 if xticks else 10)
+            ax.set_xlim(*xlim)
+            if xticks:
+                ax.set_xticks(xticks, [str(x) for x in xticks])
+                ax.minorticks_off()
+            else:
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            if metric == "est_over_w1":
                 ax.axhline(0.0, color="0.5", lw=0.5)
                 ax.set_yscale("symlog", linthresh=1.0)
-                top = max((abs(v) for r in rows for v in (r[col + "_max"], r[col + "_min"])
-                           if v is not None), default=1.0)
+                top = max((abs(v) for v in values), default=1.0)
                 ticks = [t for t in (-1, -0.5, 0, 0.5, 1, 2, 5, 10, 20, 50) if abs(t) <= 2 * top]
                 ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
             else:
-                ax.set_ylim(min(-0.1, min((r["cos"] for r in rows if r["cos"] is not None),
-                                          default=0) - 0.05), 1.02)
-            ax.set_xlabel("dimension D")
-            ax.set_ylabel(label)
-            ax.set_title(f"{w} funnels: {label} (1 = the optimal critic)", fontsize=9)
+                ax.set_ylim(min(-0.1, min(values, default=0) - 0.05), 1.05)
+            ax.set_title(f"{name}: {label}", fontsize=8)
+            ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3, which="both")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8,
-               title="constraint\n(dashed: the published\nsolver of its family)",
-               title_fontsize=8)
-    fig.suptitle("The W1 benchmark by dimension: median over the seeds, band: their range",
-                 fontsize=10)
+            if i // ncols == nrows - 1 or i + ncols >= len(names):
+                ax.set_xlabel(xlabel, fontsize=8)
+    handles, labels = [], []
+    for ax in axes.ravel():
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)),
+               fontsize=8)
+    fig.suptitle(title + " (black: the optimal critic's 1; grey: WGAN-GP; band: the range "
+                 "over the seeds)", fontsize=10)
     return common._save(fig, path)
+
+
+def by_dim_figure(rows, path: str) -> str:
+    """cos(∇f, −∇u) and estimate / true W1 against the dimension, a panel per constraint (small
+    multiples: sixteen crossing lines on one axes cannot be read), a line per funnel count, the
+    published row of its family as markers; a constraint whose trainings all diverged is said
+    in its panel."""
+    series = {m: {} for m, _ in METRICS}
+    published = {m: {} for m, _ in METRICS}
+    for r in sorted(rows, key=lambda r: (r["config"], r["funnels"], r["dim"])):
+        for m, _ in METRICS:
+            series[m].setdefault(r["config"], {}).setdefault(f"{r['funnels']} funnels", []) \
+                .append((r["dim"], r[m], r[m + "_min"], r[m + "_max"]))
+            if r["published_" + m] is not None:
+                published[m].setdefault(r["config"], []).append((r["dim"], r["published_" + m]))
+    dims = sorted({r["dim"] for r in rows})
+    return small_multiples(series, published, path, "The W1 benchmark by dimension: median "
+                           "over the seeds", "dimension D", dims)
+
+
+def curves_figure(store: dict, pair: dict, path: str) -> str:
+    """One pair's learning curves: cos and estimate / true W1 against the iterations (log x),
+    a panel per constraint, median and range over the seeds at every point measured, the
+    published row of its family as a marker at its protocol's length."""
+    groups = {}
+    for r in store.values():
+        if (r["dim"], r["funnels"]) == (pair["dim"], pair["funnels"]):
+            for c in r.get("curve") or [r]:
+                groups.setdefault(r["config"], {}).setdefault(c["at"], []).append(c)
+    series = {m: {} for m, _ in METRICS}
+    published = {m: {} for m, _ in METRICS}
+    for name, points in groups.items():
+        seeds = max(len(v) for v in points.values())
+        for m, _ in METRICS:
+            line = []
+            for at, cs in sorted(points.items()):
+                v = [c["cos"] if m == "cos" else c["estimate"] / pair["true_w1"] for c in cs
+                     if math.isfinite(c["cos"] if m == "cos" else c["estimate"])]
+                line.append((at, *((statistics.median(v), min(v), max(v)) if v else
+                                   (None,) * 3)))
+            series[m][name] = {f"median of {seeds} seed{'s' if seeds > 1 else ''}": line}
+        pub_name = next((p for n, _, _, p in constraints() if n == name), None)
+        pub = pair["published"].get(pub_name) if pub_name else None
+        if pub:
+            x = PAPER_ITERS.get(pub_name, OTHER_PAPER_ITERS)
+            published["cos"][name] = [(x, pub["cos"])]
+            published["est_over_w1"][name] = [(x, pub["cost"] / pair["published"]["true"]
+                                               ["cost"])]
+    return small_multiples(series, published, path, f"Learning curves, D = {pair['dim']}, "
+                           f"{pair['funnels']} funnels", "critic iterations")
 
 
 def pair_figure(rows, pair, path):
@@ -725,6 +804,11 @@ def main(argv=None) -> int:
     t = write(ended, pairs, a, command, (time.time() - t0) / 60, len(fresh), len(todo), missing,
               None if signum else failed)
     figures = [by_dim_figure(t, os.path.join(a.out, "w1-by-dim.png"))]
+    for (d, w), pair in pairs.items():  # where a training has more than its last point
+        if any((r["dim"], r["funnels"]) == (d, w) and len(r.get("curve") or []) > 1
+               for r in store.values()):
+            figures.append(curves_figure(store, pair, os.path.join(a.out,
+                                                                   f"curves-d{d}-w{w}.png")))
     for (d, w), pair in pairs.items():
         if d == 2 and any(r["dim"] == 2 and r["funnels"] == w for r in fresh.values()):
             figures.append(pair_figure(kept_critics(a.out, store), pair,
