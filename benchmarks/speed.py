@@ -8,6 +8,13 @@ The eager path uses plain optimisers, the graph path capturable ones, as the scr
     python benchmarks/speed.py --script slogan --dims 128
     python benchmarks/speed.py --data digits            # the convolutional critic on 8×8 digits
     python benchmarks/speed.py --script slogan -- --pairs all     # flags for the script after --
+    python benchmarks/speed.py --script wgan_alp --dims 128 --compile   # + torch.compile'd models
+
+--compile times a third path, the same step wrapped in torch.compile: a penalty that needs a
+second derivative (the gradient penalties, GN) is refused there, since torch.compile's autograd
+does not support double backward; the first-order ones (quotients, ALP, clipping, SN,
+GroupSort, the c-transform) compile, though ALP's power iteration (a torch.autograd.grad inside
+the step) breaks the compiled graph.
 """
 import functools
 import os
@@ -24,11 +31,13 @@ import common  # noqa: E402
 SCRIPTS = common.SCRIPTS
 
 
-def time_path(mod, args, device, graph, iters, warmup):
+def time_path(mod, args, device, graph, iters, warmup, compiled=False):
     torch.manual_seed(0)
     G, D = (m.to(device) for m in mod.make_models(args))  # the script's own: MLPs or convolutions
     opt_g, opt_d = mod.make_optimizers(G, D, args, capturable=graph)
     step = functools.partial(mod.train_step, G, D, opt_g, opt_d, args)
+    if compiled:  # the whole generator iteration, penalty and optimiser steps included
+        step = torch.compile(step)
     run = common.CudaGraphStep(step) if graph else step
     for _ in range(warmup):  # includes the graph's own warm-up and capture
         run(args.n_critic)
@@ -60,6 +69,8 @@ def parse(argv=None):
     p.add_argument("--warmup", type=common.number(int, 0), default=10,
                    help="untimed iterations first (the graph path captures in these)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the step wrapped in torch.compile (eager, no CUDA graph)")
     p.add_argument("script_args", nargs="*", help="extra flags for the script, after --")
     a = p.parse_args(argv)
     own = {"--dim", "--batch", "--data", "--n-critic", "--device", "--iters"}
@@ -104,6 +115,16 @@ def main(argv=None):
         else:
             why = "(no graph)" if device.type == "cuda" else "(no CUDA)"
             print(f"{dim:>6} {eager:>12.2f} {why:>12} {'':>9}", flush=True)
+        if a.compile:
+            try:
+                t0 = time.perf_counter()
+                fast = time_path(mod, args, device, False, a.iters, max(a.warmup, 3), True)
+                print(f"{'':>6} compiled: {fast:.2f} ms/it ({eager / fast:.2f}x eager; "
+                      f"compiling and warm-up {time.perf_counter() - t0 - fast * a.iters / 1000:.0f}"
+                      f" s)", flush=True)
+            except Exception as e:  # noqa: BLE001 - what torch.compile refuses is the result
+                why = " ".join(str(e).split())[:160] or type(e).__name__
+                print(f"{'':>6} compiled: refused ({type(e).__name__}: {why})", flush=True)
     return 0
 
 

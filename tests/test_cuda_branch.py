@@ -537,6 +537,14 @@ def test_speed_benchmark_times_the_scripts_own_models(data, capsys):
     assert out.splitlines()[-1].split()[0] == "8"
 
 
+def test_speed_says_that_torch_compile_refuses_a_double_backward(capsys):
+    """--compile on a gradient penalty: the refusal is the result, said in its row, exit 0."""
+    assert speed.main(["--script", "wgan_gp", "--dims", "8", "--iters", "1", "--warmup", "1",
+                       "--batch", "8", "--device", "cpu", "--compile"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "compiled: refused" in last and "double backward" in last, last
+
+
 def test_compare_names_the_device_each_run_recorded(tmp_path):
     ended = []
     for i, (dev, name) in enumerate((("cuda:1", "NVIDIA H200"), ("cuda:1", "NVIDIA H200"),
