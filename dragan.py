@@ -265,13 +265,15 @@ def conv_generator(dim: int) -> nn.Sequential:
 
 def make_models(args):
     """(G, D): the MLPs on the toys, the convolutional pair on the digits."""
+    if args.data == "mnist":  # gan_mnist.py's pair (common.py)
+        return common.MnistGenerator(args.dim), common.MnistCritic(args.dim)
     if args.data == "digits":
         return conv_generator(args.dim), ConvCritic(args.dim)
     return mlp([2, *[args.dim] * 3, 2]), Critic(critic_net([2, *[args.dim] * 3, 1], args))
 
 
 def z_dim(args) -> int:
-    return Z_DIGITS if args.data == "digits" else 2
+    return {"digits": Z_DIGITS, "mnist": common.Z_MNIST}.get(args.data, 2)
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -309,20 +311,22 @@ def build_parser() -> common.ArgumentParser:
                         "wgan: the Wasserstein loss, as the blog post")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
-                   help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
+                   help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "
+                        "28×28 MNIST digits (data/), the WGAN-GP paper's models")
     t.add_argument("--iters", type=common.number(int, 1), default=None,
                    help="generator iterations (default 15000 with --loss gan, 5000 with wgan; "
-                        "2000 on digits)")
+                        "2000 on digits, 1000 on mnist)")
     t.add_argument("--n-critic", type=common.number(int, 1), default=None,
                    help="critic steps per generator step (default 1 with --loss gan, 5 with wgan)")
-    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--batch", type=common.number(int, 2), default=256,
+                   help="batch size (50 on mnist, gan_mnist.py's)")
     t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
                    help="Adam learning rate (G and critic)")
     t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
                    default=[0.5, 0.9], help="Adam betas")
     t.add_argument("--dim", type=common.number(int, 1), default=128,
                    help="hidden width of G and critic (gan_toy.py: 512); on digits, twice the "
-                        "channels of the widest convolution")
+                        "channels of the widest convolution; on mnist gan_mnist.py's DIM (64)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
     t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
@@ -344,8 +348,8 @@ def step_bytes(args) -> int:
     """A rough upper estimate of one training step's memory: weights with their gradients and
     optimiser state, and activations kept for the double backward (~5× more per unit of
     width in the digits' convolutions than in the toys' MLPs)."""
-    acts = 48 * args.batch * args.dim * (5 if args.data == "digits" else 1)
-    return 4 * (16 * args.dim ** 2 + acts)
+    acts = 48 * args.batch * args.dim * common.ACTIVATIONS.get(args.data, 1)
+    return 4 * (16 * args.dim ** 2 * common.WEIGHTS.get(args.data, 1) + acts)
 
 
 # ------------------------------------------------------------------------------ training step

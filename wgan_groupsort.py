@@ -190,13 +190,16 @@ def conv_generator(dim: int) -> nn.Sequential:
 def make_models(args):
     """(G, D): the MLPs on the toys; on the digits the convolutional generator and the critic
     on the 64 pixels (torch has no orthogonal convolution)."""
+    if args.data == "mnist":  # gan_mnist.py's generator; the critic on the 784 pixels, as wide
+        return (common.MnistGenerator(args.dim),  # as gan_mnist.py's widest layer (4·dim)
+                Critic(critic_net([784, *[4 * args.dim] * 3, 1], args)))
     if args.data == "digits":
         return conv_generator(args.dim), Critic(critic_net([64, *[args.dim] * 3, 1], args))
     return mlp([2, *[args.dim] * 3, 2]), Critic(critic_net([2, *[args.dim] * 3, 1], args))
 
 
 def z_dim(args) -> int:
-    return Z_DIGITS if args.data == "digits" else 2
+    return {"digits": Z_DIGITS, "mnist": common.Z_MNIST}.get(args.data, 2)
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -227,12 +230,14 @@ def build_parser() -> common.ArgumentParser:
                         "sorts each hidden layer as one group")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
-                   help="a 2-D toy, or digits: the 8×8 handwritten digits scikit-learn ships")
+                   help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "
+                        "28×28 MNIST digits (data/), the WGAN-GP paper's models")
     t.add_argument("--iters", type=common.number(int, 1), default=5000,
-                   help="generator iterations (2000 on digits)")
+                   help="generator iterations (2000 on digits, 1000 on mnist)")
     t.add_argument("--n-critic", type=common.number(int, 1), default=5,
                    help="critic steps per generator step")
-    t.add_argument("--batch", type=common.number(int, 2), default=256, help="batch size")
+    t.add_argument("--batch", type=common.number(int, 2), default=256,
+                   help="batch size (50 on mnist, gan_mnist.py's)")
     t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=1e-4,
                    help="Adam learning rate (G and critic)")
     t.add_argument("--betas", type=common.number(float, 0, 1, hi_ok=False), nargs=2,
@@ -261,8 +266,8 @@ def build_parser() -> common.ArgumentParser:
 def step_bytes(args) -> int:
     """A rough upper estimate of one training step's memory: weights with their gradients and
     optimiser state, the orthogonal maps and their backward, and activations."""
-    acts = 48 * args.batch * args.dim * (5 if args.data == "digits" else 1)
-    return 4 * (32 * args.dim ** 2 + acts)
+    acts = 48 * args.batch * args.dim * common.ACTIVATIONS.get(args.data, 1)
+    return 4 * (32 * args.dim ** 2 * (16 if args.data == "mnist" else 1) + acts)
 
 
 # ------------------------------------------------------------------------------ training step

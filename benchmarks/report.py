@@ -93,11 +93,13 @@ def grid(rows) -> list:
     out = ["| config | data | runs | W1/floor median [min, max] | converged | modes | "
            "high quality | nn ratio | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        digits = r["data"] == "digits"
+        digits = r["data"] in ("digits", "mnist")
         modes = f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r.get("n_modes") else "–"
-        hq = r["high_quality_median"]  # digits: the class histogram's TV from uniform
+        hq = r["high_quality_median"]  # images: the class histogram's TV from uniform
         hq = "–" if hq in ("", None) else f"TV {num(hq)}" if digits else \
             f"{num(100 * float(hq), '.0f')}%"
+        if r.get("fd_over_floor_median") not in ("", None):  # mnist: the feature distance too
+            hq += f", FD {num(r['fd_over_floor_median'])} × floor"
         diverged = f" ({r['diverged']} diverged)" if r.get("diverged") not in ("0", "", None) \
             else ""
         out.append(f"| {r['config']} | {r['data']} | {r['runs']} | {spread(r, 'w1_over_floor')} "

@@ -67,27 +67,34 @@ def every_output_cases():
             if d in ("8gaussians", "25gaussians") and not (i < 4 and i % 2 ==
                                                            common.TOYS.index(d)):
                 continue
-            real = d == ("digits" if i % 2 else "swissroll")
+            real = d == ("digits" if i % 2 else "swissroll") or (d == "mnist" and i == 1)
             marks = [pytest.mark.real_figures] * real + [pytest.mark.full_evaluation] * (i == 0)
             yield pytest.param(s, d, real, id=f"{d}-{s}", marks=marks)
+
+
+# MNIST's 28×28 convolutions and 784-D exact W1 cost ~10× the digits': its runs are the shortest
+# that still evaluate twice, at a width of 4 (2 iterations, as the digits' 6 check the same code).
+LENGTH = {"mnist": (2, 2, ["--dim", "4"])}
 
 
 @pytest.mark.parametrize("script,data,real", list(every_output_cases()))
 def test_run_writes_every_output(script, data, real, tmp_path, capsys):
     out = str(tmp_path / "runs")
-    code, cap = run_main(script, quick(script) + ["--data", data, "--iters", "6",
-                                                  "--eval-every", "3", "--out", out], capsys)
+    iters, every, more = LENGTH.get(data, (6, 3, []))
+    code, cap = run_main(script, quick(script) + more + [
+        "--data", data, "--iters", str(iters), "--eval-every", str(every), "--out", out], capsys)
     assert code == 0, cap.err
     (d,) = run_dirs(out)
     assert os.path.basename(d).startswith(f"{script}-{data}-s0-")
     for f in ("config.json", "metrics.csv", "checkpoint.pt", "summary.json"):
         assert os.path.getsize(os.path.join(d, f)) > 0, f
-    for f in ("curves.png", "critic_000000.png", "critic_000003.png", "critic_final.png"):
+    middle = [f"critic_{every:06d}.png"] if every < iters else []
+    for f in ("curves.png", "critic_000000.png", *middle, "critic_final.png"):
         with open(os.path.join(d, f), "rb") as fh:  # a PNG, rendered (not a stub) where asked
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n", f
             assert os.path.getsize(fh.name) > 10_000 or not real, f
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
-    assert [int(r["iter"]) for r in rows] == [0, 3, 6]
+    assert [int(r["iter"]) for r in rows] == list(range(0, iters + 1, every))
     need = {"loss_d", "critic_estimate", "loss_g", "w1", "w1_floor", "nn_ratio", "grad_norm_mean",
             "grad_norm_max", "grad_share_above_1", "grad_w_disc", "ms_per_iter"}
     # what the training step logs, and for a penalty its weight gradient against the
@@ -96,21 +103,25 @@ def test_run_writes_every_output(script, data, real, tmp_path, capsys):
     need |= step | ({"grad_w_pen", "cos_disc_pen"} if "penalty" in step else set())
     if data in ("8gaussians", "25gaussians"):
         need |= {"modes", "n_modes", "high_quality"}
-    if data == "digits":  # class coverage and the collapsed baselines instead of modes
+    if data in common.IMAGES:  # class coverage and the collapsed baselines instead of modes
         need |= {"classes", "n_classes", "class_tv", "class_0", "class_9", "w1_mean_digit",
-                 "w1_ot_means"}
+                 "w1_ot_means"} | ({"fd", "fd_floor"} if data == "mnist" else set())
         assert "modes" not in rows[0] and "classes" in cap.out
         assert all(float(r["w1_floor"]) < float(r["w1_mean_digit"]) for r in rows)
+        if data == "mnist":  # 28×28 digits, and their distance in the classifier's features
+            assert "FD" in cap.out and all(0 < float(r["fd_floor"]) < float(r["fd"])
+                                           for r in rows)
     assert need <= set(rows[0])
     assert all(float(r["w1"]) > 0 and float(r["w1_floor"]) > 0 for r in rows)
     cfg = json.load(open(os.path.join(d, "config.json")))
     assert cfg["args"]["data"] == data and cfg["versions"]["torch"] == torch.__version__
     summ = json.load(open(os.path.join(d, "summary.json")))
-    assert summ["status"] == "finished" and summ["final"]["iter"] == 6
+    assert summ["status"] == "finished" and summ["final"]["iter"] == iters
     assert summ["run_dir"] == d and summ["wall_time_s"] > 0
-    assert d in cap.out and "it      6/6" in cap.out and "W1" in cap.out and "ETA" in cap.out
+    assert d in cap.out and f"it      {iters}/{iters}" in cap.out and "W1" in cap.out
+    assert "ETA" in cap.out
     ck = torch.load(os.path.join(d, "checkpoint.pt"), map_location="cpu", weights_only=True)
-    assert ck["script"] == script and ck["iteration"] == 6
+    assert ck["script"] == script and ck["iteration"] == iters
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
