@@ -179,6 +179,7 @@ def summarise(runs, ended):
             "high_quality_median": statistics.median(hq) if hq and hq[0] is not None else None,
             "fd_over_floor_median": sweep.median_of([sweep.ratio(f.get("fd"), f.get("fd_floor"))
                                                      for f in done]),  # mnist
+            **sweep.settling_columns([s.get("folder") for s in ss]),
             "wall_s_median": statistics.median(s["wall_time_s"] for s in ss)})
     order = {g[0]: i for i, g in enumerate(grid())}
     table.sort(key=lambda r: (common.DATASETS.index(r["data"]), order[r["config"]]))

@@ -89,9 +89,23 @@ def spread(r, key, spec=".2f", k="_median"):
            f"{num(r[key + '_max'], spec)}]"
 
 
+def settles(r) -> str:
+    """The settling cell: the median iteration from which W1 stayed ≤ 1.5 × floor ("never"
+    where most runs never settled), how many runs settled, and how many touched the threshold
+    and left it; "–" for a table written before these columns were."""
+    at = r.get("settled_at_median")
+    if at in ("", None):
+        return "–"
+    left = int(r.get("left_runs") or 0)
+    return (("never" if float(at) == float("inf") else num(at, ".0f"))
+            + f" ({r.get('settled_runs', '–')}/{r['runs']}" + (f", {left} left" if left else "")
+            + ")")
+
+
 def grid(rows) -> list:
-    out = ["| config | data | runs | W1/floor median [min, max] | converged | modes | "
-           "high quality | nn ratio | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| config | data | runs | W1/floor median [min, max] | converged | settles at "
+           "(settled, left) | last third | modes | high quality | nn ratio | ms/it | wall s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         digits = r["data"] in ("digits", "mnist")
         modes = f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r.get("n_modes") else "–"
@@ -103,8 +117,10 @@ def grid(rows) -> list:
         diverged = f" ({r['diverged']} diverged)" if r.get("diverged") not in ("0", "", None) \
             else ""
         out.append(f"| {r['config']} | {r['data']} | {r['runs']} | {spread(r, 'w1_over_floor')} "
-                   f"| {num(100 * float(r['converged']), '.0f')}%{diverged} | {modes} | {hq} | "
-                   f"{num(r.get('nn_ratio_median'))} | {num(r['wall_s_median'], '.0f')} |")
+                   f"| {num(100 * float(r['converged']), '.0f')}%{diverged} | {settles(r)} | "
+                   f"{num(r.get('last_third_median'))} | {modes} | {hq} | "
+                   f"{num(r.get('nn_ratio_median'))} | {num(r.get('ms_per_iter_median'), '.1f')} "
+                   f"| {num(r['wall_s_median'], '.0f')} |")
     return out
 
 
@@ -243,7 +259,10 @@ def summary(paths) -> list:
         if r is None:
             return "–"
         ok = round(float(r["converged"]) * int(r["runs"]))
-        return f"{num(r['w1_over_floor_median'])} ({ok}/{r['runs']})"
+        at = r.get("settled_at_median")
+        after = "" if at in ("", None) else ", never settles" if float(at) == float("inf") \
+            else f", settles at {num(at, '.0f')}, {num(r.get('ms_per_iter_median'), '.0f')} ms/it"
+        return f"{num(r['w1_over_floor_median'])} ({ok}/{r['runs']}){after}"
 
     def modes(c):
         cells = [f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r else "–"
@@ -264,8 +283,10 @@ def summary(paths) -> list:
             return f"{num(low['cos']) if low else '–'}→{num(high['cos']) if high else '–'}"
         return f"{trend('4')} · {trend('64')}"
 
+    lengths = "/".join(sorted({r.get("iters", "?") for r in bench.values()}, key=str)) or "–"
     out = ["| constraint | swiss roll: W1/floor (converged) | modes: 8 · 25 gaussians | "
-           "digits: W1/floor, classes | W1 benchmark: cos, 2-D→128-D (4 · 64 funnels) |",
+           f"digits: W1/floor, classes | W1 benchmark at {lengths} iterations: cos, 2-D→128-D "
+           "(4 · 64 funnels) |",
            "|---|---|---|---|---|"]
     out += [f"| {spec['summary']} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(c)} |"
             for c, _, spec in sweep.configs() if "summary" in spec]

@@ -20,6 +20,7 @@ import glob
 import importlib
 import io
 import json
+import math
 import os
 import signal
 import statistics
@@ -100,6 +101,53 @@ def converged(s) -> bool:
     if f.get("n_classes"):  # digits: every class drawn (not a blur of them, not a few of them)
         ok = ok and f.get("classes") == f["n_classes"]
     return ok
+
+
+def settling(rows) -> dict:
+    """How a run got where it ended, from its metrics rows (common.read_metrics):
+
+        settled_at   the first evaluation from which W1 ≤ CONVERGED × floor at every later one
+                     (None: it was above at its last evaluation: never settled)
+        left         it was within the threshold at some evaluation and above it at a later
+                     one: it touched the threshold and left it (whether or not it came back)
+        last_third   the median W1 / floor over the evaluations of the last third of the run
+                     (by iteration): a final number that does not hinge on one evaluation
+        ms_per_iter  the median milliseconds per generator iteration over its evaluations"""
+    pts = [(int(r["iter"]), r["w1"] / r["w1_floor"]) for r in rows
+           if math.isfinite(r.get("w1", math.nan)) and r.get("w1_floor", 0) > 0]
+    ms = [r["ms_per_iter"] for r in rows if math.isfinite(r.get("ms_per_iter", math.nan))]
+    if not pts:
+        return {"settled_at": None, "left": False, "last_third": None,
+                "ms_per_iter": median_of(ms)}
+    settled = None
+    for it, q in reversed(pts):
+        if q > CONVERGED:
+            break
+        settled = it
+    inside = [q <= CONVERGED for _, q in pts]
+    left = any(inside[i] and not inside[j] for i in range(len(pts))
+               for j in range(i + 1, len(pts)))
+    end = pts[-1][0]
+    return {"settled_at": settled, "left": left,
+            "last_third": statistics.median(q for it, q in pts if it >= 2 * end / 3),
+            "ms_per_iter": median_of(ms)}
+
+
+def settling_columns(folders) -> dict:
+    """The grid's columns from the runs' settling (a run without metrics counts as never
+    settled): the median iteration they settled at (inf when most never did), how many settled
+    and how many left the threshold, the median of their last-third medians, and ms/it."""
+    runs = []
+    for folder in folders:
+        path = os.path.join(folder or "", "metrics.csv")
+        runs.append(settling(common.read_metrics(path)) if folder and os.path.exists(path)
+                    else settling([]))
+    at = [r["settled_at"] if r["settled_at"] is not None else math.inf for r in runs]
+    return {"settled_at_median": statistics.median(at) if at else None,
+            "settled_runs": sum(r["settled_at"] is not None for r in runs),
+            "left_runs": sum(r["left"] for r in runs),
+            "last_third_median": median_of([r["last_third"] for r in runs]),
+            "ms_per_iter_median": median_of([r["ms_per_iter"] for r in runs])}
 
 
 def median_of(values):

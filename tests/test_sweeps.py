@@ -518,3 +518,44 @@ def test_the_grid_figure_draws_the_next_seed_or_says_what_it_left_out(tmp_path, 
     said = capsys.readouterr().out
     assert "c-transform on swissroll: no checkpoint of its runs can be loaded" in said
     assert "grid-swissroll.png is not redrawn" in said and len(drawn) == 1
+
+
+# ------------------------------------------------- how a run got there: settling, last third, cost
+def rows_of(ratios, every=500, floor=0.1):
+    return [{"iter": i * every, "w1": q * floor, "w1_floor": floor, "ms_per_iter": 20.0 + i}
+            for i, q in enumerate(ratios)]
+
+
+@pytest.mark.parametrize("ratios,settled_at,left", [
+    ([9, 5, 3, 2, 1.8, 1.6], None, False),          # never within 1.5 × floor
+    ([9, 3, 1.4, 1.3, 1.2, 2.0], None, True),       # converged, then left: the final is above
+    ([9, 3, 1.4, 1.3, 1.2, 1.1], 1000, False),      # converged at 1000 and stayed
+    ([9, 1.4, 2.2, 1.3, 1.2, 1.1], 1500, True),     # touched at 500, left, settled at 1500
+])
+def test_settling_says_when_a_run_converged_and_whether_it_stayed(ratios, settled_at, left):
+    s = sweep.settling(rows_of(ratios))
+    assert s["settled_at"] == settled_at and s["left"] == left
+    # the last third of 0 … 2500: the evaluations at 2000 and 2500
+    assert s["last_third"] == pytest.approx((ratios[-2] + ratios[-1]) / 2)
+    assert s["ms_per_iter"] == pytest.approx(22.5)
+
+
+def test_settling_columns_and_their_cell(tmp_path):
+    """Three runs: settled at 1000, never (left), settled at 1500 (left): the median is 1500,
+    2 of 3 settled, 2 left; a run with no metrics counts as never settled."""
+    import common
+    import report
+    folders = []
+    for i, ratios in enumerate(([9, 3, 1.4, 1.3], [9, 1.4, 1.3, 2.0], [9, 1.4, 2.2, 1.2])):
+        d = tmp_path / str(i)
+        d.mkdir()
+        for r in rows_of(ratios):
+            common.append_metrics(str(d / "metrics.csv"), r)
+        folders.append(str(d))
+    cols = sweep.settling_columns(folders)
+    assert (cols["settled_at_median"], cols["settled_runs"], cols["left_runs"]) == (1500, 2, 2)
+    assert report.settles({**cols, "runs": 3}) == "1500 (2/3, 2 left)"
+    never = sweep.settling_columns(folders[1:2] + [None, str(tmp_path / "nothing")])
+    assert never["settled_at_median"] == float("inf") and never["settled_runs"] == 0
+    assert report.settles({**never, "runs": 3}).startswith("never (0/3")
+    assert report.settles({"runs": 3}) == "–"  # a table written before the columns existed
