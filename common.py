@@ -831,6 +831,40 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def plot_against_lambda(series, path: str, title: str, ylabel: str, threshold=None,
+                        log_y: bool = False, panels=None) -> str:
+    """A metric against the penalty weight λ (log axis), a line per constraint (median, band:
+    range over the seeds). series: {constraint: [(λ, median, min, max), ...]}, or with panels
+    {panel title: such a dict}, a panel each; threshold: a dashed line (e.g. converged)."""
+    import matplotlib
+    groups = panels if panels is not None else {"": series}
+    fig, axes, _ = _panel_grid(len(groups), 2, 5.6, 4.2)
+    palette = matplotlib.colormaps["tab10"].colors
+    names = sorted({n for s in groups.values() for n in s})
+    for ax, (name, s) in zip(axes, groups.items()):
+        for i, c in enumerate(names):
+            pts = sorted(p for p in s.get(c, []) if p[1] is not None)
+            if not pts:
+                continue
+            lam = [p[0] for p in pts]
+            ax.plot(lam, [p[1] for p in pts], "-o", ms=3.5, color=palette[i % 10], label=c)
+            ax.fill_between(lam, [p[2] for p in pts], [p[3] for p in pts], color=palette[i % 10],
+                            alpha=0.15, lw=0)
+        if threshold is not None:
+            ax.axhline(threshold, color="k", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("penalty weight λ")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def read_metrics(path: str) -> list[dict]:
     """Read a run's metrics.csv into a list of dicts of floats (empty cells, and a cell that is
     no number, become NaN), without a torn last row (metrics_table)."""

@@ -44,9 +44,11 @@ import sweep  # noqa: E402
 PLACES = {"toys", "digits", "fixed"}
 
 
-def grid() -> list:
-    """(name, script, spec) of every configuration this sweep runs somewhere."""
-    return [c for c in sweep.configs() if c[2]["runs"] & PLACES]
+def grid(lambdas=None) -> list:
+    """(name, script, spec) of every configuration this sweep runs somewhere; with lambdas, the
+    penalties' λ grid instead (sweep.at_lambdas)."""
+    configs = [c for c in sweep.configs() if c[2]["runs"] & PLACES]
+    return sweep.at_lambdas(configs, lambdas) if lambdas else configs
 
 
 def parse_args(argv=None):
@@ -72,6 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
+    p.add_argument("--lambdas", type=common.number(float, 0), nargs="+", default=None,
+                   help="the λ grid: run each selected penalty at each of these weights instead "
+                        "of its own (named <config>@λ<value>; configurations without --lambda "
+                        "are left out); adds the λ figure lambda-<data>.png")
     p.add_argument("--no-run", action="store_true",
                    help="run nothing: write the tables and figures from the runs already done")
     p.add_argument("--device", default="cpu", help="passed to every run")
@@ -87,7 +93,7 @@ def parse_args(argv=None):
                         "so it comes last (e.g. --extra --eval-every 1000)")
     sweep.add_where_arguments(p, jobs=1)
     a = p.parse_args(argv)
-    sweep.check_args(p, a, [g[0] for g in grid()])
+    sweep.check_args(p, a, [g[0] for g in grid(a.lambdas)])
     sweep.check_where(p, a, argv)
     # a seed given twice would run twice into one folder
     for name in ("seeds", "mixture_seeds", "digits_seeds"):
@@ -101,7 +107,7 @@ def plan(a):
     """The runs to make: (key, config name, script, flags, data, seed, fixed)."""
     runs = []
     seeds = {"swissroll": a.seeds, "digits": a.digits_seeds, "mnist": a.digits_seeds}
-    for name, script, spec in grid():
+    for name, script, spec in grid(a.lambdas):
         if a.only and not any(s in name for s in a.only):
             continue
         flags = spec["flags"]
@@ -181,7 +187,7 @@ def summarise(runs, ended):
                                                      for f in done]),  # mnist
             **sweep.settling_columns([s.get("folder") for s in ss]),
             "wall_s_median": statistics.median(s["wall_time_s"] for s in ss)})
-    order = {g[0]: i for i, g in enumerate(grid())}
+    order = {n: i for i, n in enumerate(dict.fromkeys(r[1] for r in runs))}  # the plan's
     table.sort(key=lambda r: (common.DATASETS.index(r["data"]), order[r["config"]]))
     fixed.sort(key=lambda r: order[r["config"]])
     return table, fixed
@@ -283,6 +289,20 @@ def draw_grids(runs, out, table, ended):
     return paths, notes
 
 
+def lambda_figure(table, data: str, path: str) -> str:
+    """W1 / floor against λ on one dataset (the --lambdas grid), a line per penalty: median
+    over the seeds, the band their range."""
+    series = {}
+    for r in table:
+        base, lam = sweep.split_lambda(r["config"])
+        if r["data"] == data and lam is not None:
+            series.setdefault(base, []).append((lam, r["w1_over_floor_median"],
+                                                r["w1_over_floor_min"], r["w1_over_floor_max"]))
+    return common.plot_against_lambda(
+        series, path, f"{data}: final W1 / floor against the penalty weight λ",
+        "W1 / floor (1.5: converged)", threshold=sweep.CONVERGED, log_y=True)
+
+
 def die(message: str):
     common.ArgumentParser(prog="compare.py").error(message)
 
@@ -339,6 +359,9 @@ def main(argv=None):
     else:
         write_tables(table, fixed, a.out, command, note)
         grids, notes = draw_grids(runs, a.out, table, ended)
+        if a.lambdas:  # the λ grid: the metric against λ, a line per penalty
+            grids += [lambda_figure(table, data, os.path.join(a.out, f"lambda-{data}.png"))
+                      for data in a.data if any(r["data"] == data for r in table)]
         for line in notes:
             print(f"[compare] {line}", flush=True)
         print(f"[compare] done in {time.time() - t:.0f} s: {os.path.join(a.out, 'results.md')}, "

@@ -74,6 +74,31 @@ def configs(where: str | None = None) -> list:
     return out
 
 
+LAMBDA = "@λ"  # a configuration run at another penalty weight: "<name>@λ<value>"
+
+
+def takes_lambda(script: str) -> bool:
+    """Whether a method script has a penalty weight --lambda (a penalty, not an architecture)."""
+    parser = importlib.import_module(script).build_parser()
+    return any("--lambda" in a.option_strings for a in parser._actions)
+
+
+def at_lambdas(configs, lambdas) -> list:
+    """The λ grid (--lambdas): each configuration whose script takes --lambda, once per λ, as
+    "<name>@λ<λ>" with --lambda λ after its own flags (the last value given wins), its spec
+    saying its base configuration and λ; configurations without a --lambda are left out."""
+    return [(f"{name}{LAMBDA}{lam:g}", script,
+             {**spec, "flags": spec["flags"] + ["--lambda", f"{lam:g}"], "base": name,
+              "lambda": lam})
+            for name, script, spec in configs if takes_lambda(script) for lam in lambdas]
+
+
+def split_lambda(name: str):
+    """(base configuration, λ or None) of a configuration's name (at_lambdas)."""
+    base, _, lam = name.partition(LAMBDA)
+    return base, (float(lam) if lam else None)
+
+
 def default_iters(script, flags, data="swissroll"):
     """The generator iterations the script would run with these flags on this data (some
     defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""

@@ -89,25 +89,31 @@ SHORT_ITERS = 1000
 MARK = "Command: `python benchmarks/w1_benchmark.py"  # the first line of its results.md
 
 
-def constraints(all_configs: bool = True) -> list:
+def constraints(all_configs: bool = True, lambdas=None) -> list:
     """(name, script, flags, published solver or None) of every configuration a method script
     marks "w1" (its CONFIGS), with the flags the benchmark runs it with; all_configs=False keeps
-    the main one of each constraint (those with a row in the README's summary)."""
+    the main one of each constraint (those with a row in the README's summary); lambdas: the λ
+    grid of those that take a --lambda instead (sweep.at_lambdas: "<name>@λ<value>")."""
+    configs = [c for c in sweep.configs("w1") if all_configs or "summary" in c[2]]
+    if lambdas:
+        configs = sweep.at_lambdas(configs, lambdas)
     return [(name, script, spec["flags"] + spec.get("w1_flags", []), spec.get("published"))
-            for name, script, spec in sweep.configs("w1")
-            if all_configs or "summary" in spec]
+            for name, script, spec in configs]
 
 
 def method(name: str):
-    """The script's module and its parsed arguments for the constraint `name`."""
-    script, flags = next((sc, fl) for n, sc, fl, _ in constraints() if n == name)
+    """The script's module and its parsed arguments for the constraint `name` (or its λ
+    variant "<name>@λ<value>")."""
+    base, lam = sweep.split_lambda(name)
+    script, flags = next((sc, fl) for n, sc, fl, _ in constraints() if n == base)
+    flags = flags + (["--lambda", f"{lam:g}"] if lam is not None else [])
     mod = importlib.import_module(script)
     args, _ = common.parse_or_resume(mod.build_parser(), flags, script, set())
     return mod, args
 
 
 def paper_iters(name: str) -> int:
-    pub = next(p for n, _, _, p in constraints() if n == name)
+    pub = next(p for n, _, _, p in constraints() if n == sweep.split_lambda(name)[0])
     return PAPER_ITERS.get(pub, OTHER_PAPER_ITERS)
 
 
@@ -426,7 +432,8 @@ def table(runs, pairs) -> list:
     out = []
     for (dim, funnels, name), rs in sorted(groups.items(), key=lambda kv: (
             kv[0][0], kv[0][1], order.get(kv[0][2], len(order)))):
-        pub_name = next((p for n, _, _, p in constraints() if n == name), None)
+        pub_name = next((p for n, _, _, p in constraints() if n == sweep.split_lambda(name)[0]),
+                        None)
         published = pairs[(dim, funnels)]["published"]
         pub = published.get(pub_name) if pub_name else None
         true = pairs[(dim, funnels)]["true_w1"]
@@ -590,6 +597,24 @@ def by_dim_figure(rows, path: str) -> str:
                            "over the seeds", "dimension D", dims)
 
 
+def lambda_figures(rows, out: str) -> list:
+    """cos and estimate / true W1 against λ (the --lambdas grid): a panel per pair, a line per
+    penalty, median and range over the seeds."""
+    paths = []
+    for metric, label, name in (("cos", "cos(∇f, −∇u)", "cos"),
+                                ("est_over_w1", "estimate / true W1", "estimate")):
+        panels = {}
+        for r in sorted(rows, key=lambda r: (r["dim"], r["funnels"])):
+            base, lam = sweep.split_lambda(r["config"])
+            if lam is not None:
+                panels.setdefault(f"D = {r['dim']}, {r['funnels']} funnels", {}).setdefault(
+                    base, []).append((lam, r[metric], r[metric + "_min"], r[metric + "_max"]))
+        paths.append(common.plot_against_lambda(
+            {}, os.path.join(out, f"lambda-{name}.png"), f"The W1 benchmark: {label} against "
+            f"the penalty weight λ", label, threshold=1.0, panels=panels))
+    return paths
+
+
 def curves_figure(store: dict, pair: dict, path: str) -> str:
     """One pair's learning curves: cos and estimate / true W1 against the iterations (log x),
     a panel per constraint, median and range over the seeds at every point measured, the
@@ -611,7 +636,8 @@ def curves_figure(store: dict, pair: dict, path: str) -> str:
                 line.append((at, *((statistics.median(v), min(v), max(v)) if v else
                                    (None,) * 3)))
             series[m][name] = {f"median of {seeds} seed{'s' if seeds > 1 else ''}": line}
-        pub_name = next((p for n, _, _, p in constraints() if n == name), None)
+        pub_name = next((p for n, _, _, p in constraints() if n == sweep.split_lambda(name)[0]),
+                        None)
         pub = pair["published"].get(pub_name) if pub_name else None
         if pub:
             x = PAPER_ITERS.get(pub_name, OTHER_PAPER_ITERS)
@@ -686,6 +712,10 @@ def parse_args(argv=None):
                    help="iterations at which each training is also measured, for its learning "
                         "curve (default: 100, 200, 500, 1000, 2000, 5000, ... below --iters); "
                         "its last iteration always is")
+    p.add_argument("--lambdas", type=common.number(float, 0), nargs="+", default=None,
+                   help="the λ grid: train each selected penalty at each of these weights "
+                        "instead of its own (<config>@λ<value>); adds lambda-cos.png and "
+                        "lambda-estimate.png")
     p.add_argument("--all-configs", action="store_true",
                    help="every configuration the scripts mark for this benchmark, not only the "
                         "main one of each constraint")
@@ -701,7 +731,7 @@ def parse_args(argv=None):
     sweep.check_where(p, a, argv)
     if a.protocol == "paper" and a.iters is not None:
         p.error("--iters with --protocol paper: the paper's protocol sets the iterations")
-    names = [c[0] for c in constraints(a.all_configs)]
+    names = [c[0] for c in constraints(a.all_configs, a.lambdas)]
     if a.only and not [n for n in names if any(s in n for s in a.only)]:
         p.error(f"--only {' '.join(a.only)} matches no constraint; the names: {', '.join(names)}")
     for k in ("seeds", "dims", "funnels"):  # a value given twice would train twice
@@ -720,7 +750,7 @@ def parse_args(argv=None):
 
 def plan(a) -> list:
     """(key, (name, dim, funnels, seed, iters)) of every training this call asks for."""
-    names = [c[0] for c in constraints(a.all_configs)
+    names = [c[0] for c in constraints(a.all_configs, a.lambdas)
              if not a.only or any(s in c[0] for s in a.only)]
     return [(key(n, d, w, s), (n, d, w, s, paper_iters(n) if a.protocol == "paper" else
                                a.iters or SHORT_ITERS))
@@ -803,7 +833,10 @@ def main(argv=None) -> int:
         return 128 + signum if signum else 1
     t = write(ended, pairs, a, command, (time.time() - t0) / 60, len(fresh), len(todo), missing,
               None if signum else failed)
-    figures = [by_dim_figure(t, os.path.join(a.out, "w1-by-dim.png"))]
+    plain = [r for r in t if sweep.split_lambda(r["config"])[1] is None]
+    figures = [by_dim_figure(plain, os.path.join(a.out, "w1-by-dim.png"))] if plain else []
+    if len(plain) < len(t):  # the λ grid's own figures instead of a panel per λ
+        figures += lambda_figures(t, a.out)
     for (d, w), pair in pairs.items():  # where a training has more than its last point
         if any((r["dim"], r["funnels"]) == (d, w) and len(r.get("curve") or []) > 1
                for r in store.values()):

@@ -559,3 +559,42 @@ def test_settling_columns_and_their_cell(tmp_path):
     assert never["settled_at_median"] == float("inf") and never["settled_runs"] == 0
     assert report.settles({**never, "runs": 3}).startswith("never (0/3")
     assert report.settles({"runs": 3}) == "–"  # a table written before the columns existed
+
+
+# --------------------------------------------------------------------------------- the λ grid
+def test_the_lambda_grid_runs_each_penalty_at_each_weight_and_leaves_out_the_rest():
+    a = compare.parse_args(["--only", "gp-onesided-l10", "slogan-l10", "wgan-sn", "--data",
+                            "swissroll", "--seeds", "0", "--no-fixed", "--lambdas", "0.1", "1"])
+    runs = compare.plan(a)
+    assert [r[1] for r in runs] == ["slogan-l10@λ0.1", "slogan-l10@λ1", "gp-onesided-l10@λ0.1",
+                                    "gp-onesided-l10@λ1"]
+    for _, name, script, flags, *_ in runs:  # the last --lambda is the one the run takes
+        args = sweep.resolved_args(script, flags)
+        assert args["lam"] == sweep.split_lambda(name)[1]
+        assert (script == "wgan_gp") == args.get("one_sided", False)
+    assert sweep.split_lambda("gp-onesided-l10") == ("gp-onesided-l10", None)
+
+
+def test_the_lambda_grids_table_and_figure(tmp_path, monkeypatch):
+    """Runs of the grid are rows named <config>@λ<value>, in the plan's order; the figure draws
+    a line per penalty against λ from those rows."""
+    import common
+    a = compare.parse_args(["--only", "gp-onesided-l10", "--data", "swissroll", "--seeds", "0",
+                            "1", "--no-fixed", "--lambdas", "0.1", "10", "--out",
+                            str(tmp_path)])
+    runs = compare.plan(a)
+    ended = {}
+    for key, name, script, flags, data, seed, _ in runs:
+        want = sweep.resolved_args(script, flags)
+        lam = sweep.split_lambda(name)[1]
+        d = fake_run(str(tmp_path), key, want, "run", final={"w1": 0.1 * (1 + lam) + seed * 0.01})
+        ended[key] = {**json.load(open(os.path.join(d, "summary.json"))), "folder": d}
+    table, _ = compare.summarise(runs, ended)
+    assert [r["config"] for r in table] == ["gp-onesided-l10@λ0.1", "gp-onesided-l10@λ10"]
+    assert table[1]["w1_over_floor_median"] == pytest.approx(11.05)
+    drawn = {}
+    monkeypatch.setattr(common, "plot_against_lambda",
+                        lambda series, path, *a, **k: drawn.update(series) or path)
+    compare.lambda_figure(table, "swissroll", str(tmp_path / "l.png"))
+    assert [p[:2] for p in drawn["gp-onesided-l10"]] == [(0.1, pytest.approx(1.15)),
+                                                          (10.0, pytest.approx(11.05))]

@@ -460,3 +460,12 @@ def test_a_folder_where_every_training_diverged_gets_its_tables_and_a_figure(tmp
     said = [(ax.get_title(), t.get_text()) for fig in figures for ax in fig.axes
             for t in ax.texts]
     assert ("wgan-div: cos(∇f, −∇u)", "diverged") in said, said
+
+
+def test_the_lambda_grid_trains_each_penalty_at_each_weight():
+    a = wb.parse_args(["--only", "gp-onesided", "wgan-sn", "--lambdas", "1", "100", "--dims",
+                       "2", "--funnels", "4", "--seeds", "0"])
+    assert [k for k, _ in wb.plan(a)] == ["gp-onesided-l10@λ1-d2-w4-s0",
+                                          "gp-onesided-l10@λ100-d2-w4-s0"]
+    mod, args = wb.method("gp-onesided-l10@λ100")
+    assert args.lam == 100 and args.one_sided and wb.paper_iters("gp-onesided-l10@λ100") == 60000
