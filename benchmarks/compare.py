@@ -296,8 +296,8 @@ def lambda_figure(table, data: str, path: str) -> str:
     for r in table:
         base, lam = sweep.split_lambda(r["config"])
         if r["data"] == data and lam is not None:
-            series.setdefault(base, []).append((lam, r["w1_over_floor_median"],
-                                                r["w1_over_floor_min"], r["w1_over_floor_max"]))
+            series.setdefault(sweep.penalty_label(base), []).append(
+                (lam, r["w1_over_floor_median"], r["w1_over_floor_min"], r["w1_over_floor_max"]))
     return common.plot_against_lambda(
         series, path, f"{data}: final W1 / floor against the penalty weight λ",
         "W1 / floor (1.5: converged)", threshold=sweep.CONVERGED, log_y=True)

@@ -54,8 +54,9 @@ def rows_of(path: str) -> list:
         raise ReportError(f"{path}: no rows (an empty or header-only CSV)")
     for i, r in enumerate(rows, 2):  # a torn or shifted row would render as other columns
         if None in r or None in r.values():
-            raise ReportError(f"{path}: line {i} has {len([v for v in r.values() if v is not None])}"
-                              f" cells where the header has {len([k for k in r if k])}")
+            cells = len([v for v in r.values() if v is not None])
+            raise ReportError(f"{path}: line {i} has {cells} cells where the header has "
+                              f"{len([k for k in r if k])}")
     return rows
 
 

@@ -119,9 +119,9 @@ def main(argv=None):
             try:
                 t0 = time.perf_counter()
                 fast = time_path(mod, args, device, False, a.iters, max(a.warmup, 3), True)
+                warm = time.perf_counter() - t0 - fast * a.iters / 1000
                 print(f"{'':>6} compiled: {fast:.2f} ms/it ({eager / fast:.2f}x eager; "
-                      f"compiling and warm-up {time.perf_counter() - t0 - fast * a.iters / 1000:.0f}"
-                      f" s)", flush=True)
+                      f"compiling and warm-up {warm:.0f} s)", flush=True)
             except Exception as e:  # noqa: BLE001 - what torch.compile refuses is the result
                 why = " ".join(str(e).split())[:160] or type(e).__name__
                 print(f"{'':>6} compiled: refused ({type(e).__name__}: {why})", flush=True)

@@ -61,8 +61,9 @@ def configs(where: str | None = None) -> list:
             where_ = f"{script}.py, CONFIGS[{name!r}]"
             unknown, missing = sorted(set(spec) - KEYS), sorted({"flags", "runs"} - set(spec))
             if unknown or missing:
-                raise ValueError(f"{where_}: " + (f"unknown key {unknown[0]!r} (known: "
-                                 f"{', '.join(sorted(KEYS))})" if unknown else f"no {missing[0]!r}"))
+                raise ValueError(f"{where_}: " + (
+                    f"unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})" if unknown
+                    else f"no {missing[0]!r}"))
             places = spec["runs"].split()
             unknown = [p for p in places if p not in PLACES]
             if unknown or not places:
@@ -86,11 +87,26 @@ def takes_lambda(script: str) -> bool:
 def at_lambdas(configs, lambdas) -> list:
     """The λ grid (--lambdas): each configuration whose script takes --lambda, once per λ, as
     "<name>@λ<λ>" with --lambda λ after its own flags (the last value given wins), its spec
-    saying its base configuration and λ; configurations without a --lambda are left out."""
-    return [(f"{name}{LAMBDA}{lam:g}", script,
-             {**spec, "flags": spec["flags"] + ["--lambda", f"{lam:g}"], "base": name,
-              "lambda": lam})
-            for name, script, spec in configs if takes_lambda(script) for lam in lambdas]
+    saying its base configuration and λ; configurations without a --lambda are left out, and
+    one that differs from an earlier one by its λ alone is the same grid: left out too."""
+    out, seen = [], set()
+    for name, script, spec in configs:
+        flags = spec["flags"]
+        rest = tuple(f for i, f in enumerate(flags) if f != "--lambda" and
+                     (i == 0 or flags[i - 1] != "--lambda"))
+        if not takes_lambda(script) or (script, rest) in seen:  # λ alone tells them apart:
+            continue  # gp-twosided-l0.1 at λ 1 is gp-twosided-l10 at λ 1, run once
+        seen.add((script, rest))
+        out += [(f"{name}{LAMBDA}{lam:g}", script,
+                 {**spec, "flags": flags + ["--lambda", f"{lam:g}"], "base": name,
+                  "lambda": lam}) for lam in lambdas]
+    return out
+
+
+def penalty_label(base: str) -> str:
+    """A λ grid's line label: the base configuration's name without its own λ ("-l10")."""
+    import re
+    return re.sub(r"-l[0-9.]+$", "", base)
 
 
 def split_lambda(name: str):

@@ -608,7 +608,8 @@ def lambda_figures(rows, out: str) -> list:
             base, lam = sweep.split_lambda(r["config"])
             if lam is not None:
                 panels.setdefault(f"D = {r['dim']}, {r['funnels']} funnels", {}).setdefault(
-                    base, []).append((lam, r[metric], r[metric + "_min"], r[metric + "_max"]))
+                    sweep.penalty_label(base), []).append(
+                    (lam, r[metric], r[metric + "_min"], r[metric + "_max"]))
         paths.append(common.plot_against_lambda(
             {}, os.path.join(out, f"lambda-{name}.png"), f"The W1 benchmark: {label} against "
             f"the penalty weight λ", label, threshold=1.0, panels=panels))

@@ -596,5 +596,5 @@ def test_the_lambda_grids_table_and_figure(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "plot_against_lambda",
                         lambda series, path, *a, **k: drawn.update(series) or path)
     compare.lambda_figure(table, "swissroll", str(tmp_path / "l.png"))
-    assert [p[:2] for p in drawn["gp-onesided-l10"]] == [(0.1, pytest.approx(1.15)),
+    assert [p[:2] for p in drawn["gp-onesided"]] == [(0.1, pytest.approx(1.15)),
                                                           (10.0, pytest.approx(11.05))]
