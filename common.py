@@ -1792,6 +1792,11 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
     is completed without training. Returns (args, checkpoint or None); a bad command line is
     a one-line error and exit 2."""
     args = parser.parse_args(argv)
+    if getattr(args, "data", None) == "mnist":  # a damaged or missing file: refused up front
+        try:
+            _mnist_arrays()
+        except (OSError, ValueError) as e:
+            parser.error(f"--data mnist: {e}")
     if args.resume is None:
         given = given_options(parser, argv)
         for k, v in DATA_DEFAULTS.get(args.data, {}).items():

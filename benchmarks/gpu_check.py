@@ -61,6 +61,10 @@ def commands(a, out):
             todo.append((f"{script} {'graph' if graph else 'eager'}",
                          [py, f"{script}.py", *flags] + ([] if graph else ["--no-cuda-graph"]),
                          graph))
+        todo.append((f"{script} mnist graph",  # the 28×28 models, captured
+                     [py, f"{script}.py", "--data", "mnist", "--device", a.device, "--iters",
+                      str(a.iters), "--eval-every", str(a.iters), "--out",
+                      os.path.join(out, script + "-mnist")], True))
     if not a.no_speed:
         for script in SCRIPTS:
             todo.append((f"speed {script}", [py, os.path.join("benchmarks", "speed.py"),
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
         print("\n".join(lines if label.startswith("speed") else lines[-3:]), flush=True)
         why = f"exit {r.returncode}" if r.returncode else ""
         if not why and graph is not None:
-            why = check_run(os.path.join(out, label.split()[0]), graph)
+            why = check_run(argv_[argv_.index("--out") + 1], graph)  # the run's own folder
         warned = [line.strip() for line in lines if "Warning" in line]
         if not why and warned:  # a run that warns on a GPU needs a look (e.g. stream mismatch)
             why = f"{len(warned)} warning line(s), the first: {warned[0][:160]}"

@@ -566,7 +566,7 @@ def test_gpu_check_commands_are_real(capsys):
     lines = capsys.readouterr().out.splitlines()
     _, a = gpu_check.parse_args(["--iters", "50"])
     todo = gpu_check.commands(a, "OUT")
-    assert len(lines) == len(todo) == 2 + 2 * len(SCRIPTS) + len(SCRIPTS)
+    assert len(lines) == len(todo) == 2 + 3 * len(SCRIPTS) + len(SCRIPTS)  # + MNIST, captured
     for label, argv, graph in todo:
         if argv[1].endswith(".py") and argv[1][:-3] in SCRIPTS:
             args = importlib.import_module(argv[1][:-3]).build_parser().parse_args(argv[2:])
@@ -615,9 +615,10 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
     out = capsys.readouterr().out
     assert "gpu_check on Fake GPU 0 (cuda:0)" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith(f"gpu_check: FAIL (4 of {2 + 3 * len(SCRIPTS)}: ") and \
+    assert last.startswith(f"gpu_check: FAIL (6 of {2 + 4 * len(SCRIPTS)}: ") and \
         "Fake GPU 0" in last
-    for failed in ("wgan_clip graph", "wgan_div graph", "wgan_div eager", "speed slogan"):
+    for failed in ("wgan_clip graph", "wgan_clip mnist graph", "wgan_div graph", "wgan_div eager",
+                   "wgan_div mnist graph", "speed slogan"):
         assert failed in last
     assert "cuda_graph is False (asked for True)" in out and "1 warning line(s)" in out
 

@@ -29,7 +29,8 @@ def test_the_data_is_what_the_project_ships_split_the_same_way_every_call():
     assert torch.equal(common.images("mnist", "test")[0], xt)
 
 
-def test_a_file_that_is_not_ours_is_refused(monkeypatch, tmp_path):
+def test_a_file_that_is_not_ours_is_refused_before_a_run_writes_anything(monkeypatch, tmp_path,
+                                                                          capsys):
     bad = tmp_path / "mnist.csv.gz"
     bad.write_bytes(b"not the file")
     monkeypatch.setattr(common, "MNIST_FILE", str(bad))
@@ -37,6 +38,13 @@ def test_a_file_that_is_not_ours_is_refused(monkeypatch, tmp_path):
     try:
         with pytest.raises(ValueError, match="sha256"):
             common._mnist_arrays()
+        import wgan_div
+        out = tmp_path / "runs"
+        with pytest.raises(SystemExit) as e:
+            wgan_div.main(["--data", "mnist", "--iters", "1", "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and "\n" not in err and "--data mnist" in err and "sha256" in err
+        assert not out.exists()
     finally:
         common._mnist_arrays.cache_clear()
 
