@@ -501,8 +501,8 @@ def test_the_grid_figure_draws_the_next_seed_or_says_what_it_left_out(tmp_path, 
     earlier call's (before: the figure stayed as it was, without a word)."""
     import common
     out = str(tmp_path / "cmp")
-    argv = ONE[:4] + ["--seeds", "0", "1", *ONE[6:], "--out", out, "--extra", "--dim", "8",
-                      "--batch", "16", "--n-critic", "1"]
+    argv = ONE[:4] + ["--seeds", "0", "1", *ONE[6:], "--jobs", "2", "--out", out, "--extra",
+                      "--dim", "8", "--batch", "16", "--n-critic", "1"]
     assert compare.main(argv) == 0
     capsys.readouterr()
     drawn = []
