@@ -294,8 +294,46 @@ def summary(paths) -> list:
     return out
 
 
+def w1_curves(rows) -> list:
+    """The W1 benchmark's learning curves (its runs.csv: a row per training and point): a table
+    per pair, each constraint's cos and estimate / W1 at the points every training reached (in
+    the columns: 1000 and the last), median [min, max] over the seeds, and its largest ‖∇f‖ at
+    the end: one training's curve, so a row compares lengths, a column constraints."""
+    def cell(values):
+        values = sorted(values)
+        if not values:
+            return "–"
+        mid = values[len(values) // 2] if len(values) % 2 else \
+            (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+        return num(mid) + (f" [{num(values[0])}, {num(values[-1])}]" if len(values) > 1 else "")
+    out = []
+    for dim, funnels in sorted({(int(r["dim"]), int(r["funnels"])) for r in rows}):
+        rs = [r for r in rows if (int(r["dim"]), int(r["funnels"])) == (dim, funnels)]
+        ends = sorted({int(r["iters"]) for r in rs})
+        points = sorted({p for p in (1000, *ends) if all(any(int(x["at"]) == p for x in rs
+                                                              if x["config"] == c)
+                                                          for c in {r["config"] for r in rs})})
+        out += [f"D = {dim}, {funnels} funnels:", "",
+                "| constraint | seeds | " + " | ".join(f"cos at {p}" for p in points) + " | "
+                + " | ".join(f"est/W1 at {p}" for p in points) + " | max ‖∇f‖ at the end |",
+                "|---|---|" + "---|" * (2 * len(points) + 1)]
+        order = {n: i for i, (n, *_) in enumerate(sweep.configs())}  # the scripts' order
+        for name in sorted({r["config"] for r in rs}, key=lambda n: (order.get(n, len(order)),
+                                                                    n)):
+            mine = [r for r in rs if r["config"] == name]
+            at = {p: [r for r in mine if int(r["at"]) == p] for p in points}
+            last = [r for r in mine if r["at"] == r["iters"]]
+            out.append(f"| {name} | {len(last)} | "
+                       + " | ".join(cell([float(r["cos"]) for r in at[p]]) for p in points)
+                       + " | " + " | ".join(cell([float(r["estimate"]) / float(r["true_w1"])
+                                                 for r in at[p]]) for p in points)
+                       + f" | {cell([float(r['grad_norm_max']) for r in last])} |")
+        out.append("")
+    return out
+
+
 KINDS = {"grid": grid, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1,
-         "w1_dims": w1_dims}
+         "w1_dims": w1_dims, "w1_curves": w1_curves}
 
 
 def render(kind: str, source: str) -> str:
