@@ -537,7 +537,8 @@ def test_speed_benchmark_times_the_scripts_own_models(data, capsys):
     assert out.splitlines()[-1].split()[0] == "8"
 
 
-def test_speed_says_that_torch_compile_refuses_a_double_backward(capsys):
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_speed_says_that_torch_compile_refuses_a_double_backward(capsys):  # (torch's own warning)
     """--compile on a gradient penalty: the refusal is the result, said in its row, exit 0."""
     assert speed.main(["--script", "wgan_gp", "--dims", "8", "--iters", "1", "--warmup", "1",
                        "--batch", "8", "--device", "cpu", "--compile"]) == 0
