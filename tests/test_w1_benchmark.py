@@ -469,3 +469,32 @@ def test_the_lambda_grid_trains_each_penalty_at_each_weight():
                                           "gp-onesided-l10@λ100-d2-w4-s0"]
     mod, args = wb.method("gp-onesided-l10@λ100")
     assert args.lam == 100 and args.one_sided and wb.paper_iters("gp-onesided-l10@λ100") == 60000
+
+
+def test_a_pair_figure_is_not_drawn_with_fewer_panels_than_the_store_has(tmp_path, capsys,
+                                                                         monkeypatch):
+    """A store written before critics were kept: a first seed's critic is trained again and
+    kept where it agrees with the stored numbers; where it does not, the figure there is left
+    as it was, said in a line (never redrawn without the panels it had)."""
+    out = tmp_path / "w1"
+    assert wb.main(TINY + ["--out", str(out)]) == 0
+    import shutil
+    shutil.rmtree(out / "critics")
+    drawn = []
+    monkeypatch.setattr(wb, "pair_figure", lambda rows, pair, path: drawn.append(
+        sorted({r["config"] for r in rows})) or path)
+    argv = ["--only", "wgan-sn", *TINY[3:9], "--iters", "6", "--overwrite", "--out", str(out)]
+    assert wb.main(argv) == 0
+    assert drawn == [["gp-onesided-l10", "wgan-sn"]]  # gp-onesided's trained again, and kept
+    shutil.rmtree(out / "critics")
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    for r in rows:  # as if stored by another version of the code
+        r["cos"] = str(float(r["cos"]) - 0.1) if r["config"] == "gp-onesided-l10" else r["cos"]
+    with open(out / "runs.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    argv[argv.index("6")] = "7"
+    capsys.readouterr()
+    assert wb.main(argv) == 0
+    assert len(drawn) == 1 and "pair-2d-4.png is not redrawn" in capsys.readouterr().out
