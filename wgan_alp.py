@@ -25,8 +25,8 @@ chosen by the critic.
 
 Units. The paper's ε and ξ are distances between images in [−1, 1]³⁰⁷²; here they keep that
 meaning per coordinate: every distance is multiplied by ρ·√(D/3072), ρ the data's half-range per
-coordinate (--radius: 2 on the toys, 0.5 on the digits in [0, 1], 2.5 in the W1 benchmark's
-cube) and D the sample's size. On the toys ε ∈ [0.005, 0.51]: small against the swiss roll's
+coordinate (--radius: 2 on the toys, 0.5 on the digits and MNIST in [0, 1], 2.5 in the W1
+benchmark's cube) and D the sample's size. On the toys ε ∈ [0.005, 0.51]: small against the swiss roll's
 spread (±2), as the paper's are against an image's.
 Departures: no clipping of x + r to the data's range (the paper clips to the image range
 [−1, 1]; the toys have none); the other scripts' Adam (1e-4, betas (0.5, 0.9), 5 critic steps)
@@ -241,7 +241,7 @@ def z_dim(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ arguments
-RADIUS = {"digits": 0.5}  # the toys lie within about ±2; the digits' grey levels in [0, 1]
+RADIUS = {"digits": 0.5, "mnist": 0.5}  # the toys lie within about ±2; grey levels in [0, 1]
 
 
 def check_args(a):
@@ -275,7 +275,7 @@ def build_parser() -> common.ArgumentParser:
                    help="the Lipschitz constant K the quotient may reach (the paper's 1)")
     m.add_argument("--radius", type=common.number(float, 0, lo_ok=False), default=None,
                    help="the data's half-range per coordinate, the unit of ε and ξ (default: 2 "
-                        "on the toys, 0.5 on the digits)")
+                        "on the toys, 0.5 on the digits and MNIST)")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
                    help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "

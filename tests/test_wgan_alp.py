@@ -107,6 +107,9 @@ def test_the_unit_keeps_the_papers_epsilon_per_coordinate():
     digits = alp.build_parser().parse_args(["--data", "digits"])
     alp.resolve_defaults(digits)
     assert alp.data_unit(digits, (1, 8, 8)) == pytest.approx(0.5 * math.sqrt(64 / 3072))
+    mnist = alp.build_parser().parse_args(["--data", "mnist"])
+    alp.resolve_defaults(mnist)
+    assert alp.data_unit(mnist, (1, 28, 28)) == pytest.approx(0.5 * math.sqrt(784 / 3072))
 
 
 @pytest.mark.parametrize("argv,says", [(["--eps-min", "5", "--eps-max", "1"], "--eps-min"),
