@@ -1767,7 +1767,7 @@ def resume_seed(seed: int, iteration: int) -> int:
 # (a 2000-iteration run takes ~5 min on 2 CPU cores).
 # Defaults that follow --data (a flag given on the command line wins). MNIST: gan_mnist.py's
 # batch 50 and DIM 64; its 200,000 iterations take days on a CPU, where one takes 1.7 s on one
-# thread (benchmarks/speed.py --data mnist): 1000, half an hour, show digits taking shape.
+# thread (benchmarks/speed.py --data mnist): 1000 take half an hour there.
 DATA_DEFAULTS = {"digits": {"iters": 2000},
                  "mnist": {"iters": 1000, "batch": 50, "dim": 64, "eval_every": 250}}
 
