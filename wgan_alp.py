@@ -26,8 +26,8 @@ chosen by the critic.
 Units. The paper's ε and ξ are distances between images in [−1, 1]³⁰⁷²; here they keep that
 meaning per coordinate: every distance is multiplied by ρ·√(D/3072), ρ the data's half-range per
 coordinate (--radius: 2 on the toys, 0.5 on the digits and MNIST in [0, 1], 2.5 in the W1
-benchmark's cube) and D the sample's size. On the toys ε ∈ [0.005, 0.51]: small against the swiss roll's
-spread (±2), as the paper's are against an image's.
+benchmark's cube) and D the sample's size. On the toys ε ∈ [0.005, 0.51]: small against the
+swiss roll's spread (±2), as the paper's are against an image's.
 Departures: no clipping of x + r to the data's range (the paper clips to the image range
 [−1, 1]; the toys have none); the other scripts' Adam (1e-4, betas (0.5, 0.9), 5 critic steps)
 and no learning-rate decay (the paper: Adam 2e-4, betas (0, 0.9), linear decay), so that the
