@@ -886,8 +886,8 @@ def plot_curves(metrics, path: str, title: str = "",
     the penalty points; the cosine between the critic-weight gradients of the discrimination term
     and of λR (does the penalty fight the discrimination term?); mode statistics where the run has
     them, or class coverage on the digits. Columns used: iter, critic_estimate, w1, w1_floor,
-    w1_mean_digit, w1_ot_means, penalty, grad_norm_mean, grad_norm_max, cos_disc_pen, modes,
-    n_modes, high_quality, classes, class_tv; missing ones are skipped.
+    w1_mean_digit, w1_ot_means, penalty, grad_norm_mean, grad_norm_max, cos_disc_pen, fd,
+    fd_floor, modes, n_modes, high_quality, classes, class_tv; missing ones are skipped.
     `estimate_label` names the critic_estimate curve (with a GAN loss it is a gap between logits,
     not a W1 estimate).
     """
@@ -899,7 +899,8 @@ def plot_curves(metrics, path: str, title: str = "",
     it = col("iter")
     has_modes = np.isfinite(col("modes")).any() or np.isfinite(col("classes")).any()
     has_cos = np.isfinite(col("cos_disc_pen")).any()
-    ncols = 3 + has_modes + has_cos
+    has_fd = np.isfinite(col("fd")).any()  # mnist: pixel W1 barely moves, the feature distance does
+    ncols = 3 + has_modes + has_cos + has_fd
     fig = Figure(figsize=(4.4 * ncols, 3.8), layout="constrained")
     axes = fig.subplots(1, ncols)
 
@@ -953,6 +954,15 @@ def plot_curves(metrics, path: str, title: str = "",
         ax.set_title("cos(∇w discrimination, ∇w λR)\n< 0: the penalty pulls against it",
                      fontsize=10)
         ax.grid(alpha=0.3)
+
+    if has_fd:
+        ax = axes[3 + has_cos]
+        ax.semilogy(it, col("fd"), "-o", ms=3, color="k", label="FD(generated, held-out)")
+        ax.semilogy(it, col("fd_floor"), "--", color="0.5", label="floor FD(train, held-out)")
+        ax.set_xlabel("generator iteration")
+        ax.set_title("Fréchet distance of the classifier's features", fontsize=10)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3, which="both")
 
     if has_modes and np.isfinite(col("classes")).any():  # digits: class coverage
         ax = axes[-1]

@@ -134,3 +134,26 @@ def test_the_quotient_penalty_on_28_by_28_images_is_the_hand_computed_one():
     want = (L - 1).clamp(min=0).pow(2).mean()
     got = lipschitz_penalty(linear(a), real, fake, pairs="real-fake")
     assert got.item() == pytest.approx(want.item(), rel=1e-9)
+
+
+def test_the_curves_show_the_feature_distance_where_a_run_measured_it(tmp_path, monkeypatch):
+    """An MNIST run's curves get a panel of FD against its floor (pixel W1 barely moves there);
+    a run without the column keeps the panels it had."""
+    from matplotlib.figure import Figure
+
+    titles, save = [], Figure.savefig  # conftest's: writes a placeholder
+
+    def savefig(fig, fname, **kw):
+        titles.append([ax.get_title() for ax in fig.axes if ax.get_title()])
+        save(fig, fname, **kw)
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    rows = [dict(iter=it, critic_estimate=1.0, w1=7 - it / 1000, w1_floor=5.86, penalty=0.1,
+                 grad_norm_mean=1.0, grad_norm_max=1.2, classes=10, class_tv=0.1,
+                 fd=500 / (1 + it / 100), fd_floor=6.0) for it in range(0, 1000, 250)]
+    common.plot_curves(rows, str(tmp_path / "fd.png"))
+    common.plot_curves([{k: v for k, v in r.items() if not k.startswith("fd")} for r in rows],
+                       str(tmp_path / "no.png"))
+    with_fd, without = titles
+    assert [t for t in with_fd if t not in without] == [
+        "Fréchet distance of the classifier's features"]
+    assert len(with_fd) == len(without) + 1 == 5
