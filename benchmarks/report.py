@@ -243,12 +243,15 @@ def w1_pairs(rows) -> list:
 # The summary: one row per configuration whose method script gives it a summary label (its
 # CONFIGS), in the scripts' order; its W1 benchmark cells are that configuration's rows there.
 def summary(paths) -> list:
-    toys, digits, bench = {}, {}, {}
+    toys, digits, bench, curves = {}, {}, {}, {}
     for path in paths:
         for r in rows_of(path):
             if "config" not in r or ("funnels" not in r and "data" not in r):
                 raise ReportError(f"{path}: neither a grid's nor the W1 benchmark's results.csv")
-            if "funnels" in r:
+            if "at" in r:  # the learning curves' store: a row per training and point
+                if r["at"] == r["iters"] and r["dim"] == "128":  # where each training ended
+                    curves.setdefault((r["config"], r["funnels"]), []).append(r)
+            elif "funnels" in r:
                 bench[(r["config"], r.get("dim", "2"), r["funnels"])] = r
             elif r["data"] == "digits":
                 digits[r["config"]] = r
@@ -284,12 +287,25 @@ def summary(paths) -> list:
             return f"{num(low['cos']) if low else '–'}→{num(high['cos']) if high else '–'}"
         return f"{trend('4')} · {trend('64')}"
 
+    def longer(c):  # 128-D only, median over the seeds, their number where more than one
+        def at(funnels):
+            cos = sorted(float(r["cos"]) for r in curves.get((c, funnels), [])
+                         if r["cos"] not in ("", "nan"))  # a diverged training has none
+            if not cos:
+                return "–"
+            mid = (cos[(len(cos) - 1) // 2] + cos[len(cos) // 2]) / 2
+            return num(mid) + (f" ({len(cos)} seeds)" if len(cos) > 1 else "")
+        return f" {at('4')} · {at('64')} |"
+
     lengths = "/".join(sorted({r.get("iters", "?") for r in bench.values()}, key=str)) or "–"
+    ends = "/".join(sorted({rs[0]["iters"] for rs in curves.values()}, key=int))
     out = ["| constraint | swiss roll: W1/floor (converged) | modes: 8 · 25 gaussians | "
            f"digits: W1/floor, classes | W1 benchmark at {lengths} iterations: cos, 2-D→128-D "
-           "(4 · 64 funnels) |",
-           "|---|---|---|---|---|"]
+           "(4 · 64 funnels) |" + (f" at {ends} iterations, 128-D: cos (4 · 64 funnels) |"
+                                   if curves else ""),
+           "|---|---|---|---|---|" + ("---|" if curves else "")]
     out += [f"| {spec['summary']} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(c)} |"
+            + (longer(c) if curves else "")
             for c, _, spec in sweep.configs() if "summary" in spec]
     return out
 

@@ -94,3 +94,29 @@ def test_a_missing_document_is_one_line(copy, capsys):
 def texts_left(root):
     return {d: open(os.path.join(root, d), encoding="utf-8").read() for d in report.DOCUMENTS
             if os.path.exists(os.path.join(root, d))}
+
+
+def test_the_summary_adds_the_longer_trainings_where_the_learning_curves_are_given(tmp_path):
+    """A learning-curves store among the summary's CSVs adds a column: each constraint's cos
+    where its 128-D trainings ended (median over the seeds, their number where more than one),
+    the length in the header; without one the table keeps its five columns."""
+    grid = tmp_path / "grid.csv"
+    grid.write_text("config,data,runs,w1_over_floor_median,converged,modes_median,n_modes\n"
+                    "slogan-l10,swissroll,3,1.26,1.0,,\n")
+    store = tmp_path / "runs.csv"
+    rows = [("slogan-l10", 128, 4, s, at, cos) for s, cos in ((0, 0.70), (1, 0.74), (2, 0.90))
+            for at in (1000, 10000)] + [("slogan-l10", 128, 64, 0, 10000, 0.40),
+                                         ("slogan-l10", 8, 4, 0, 10000, 0.99),
+                                         ("wgan-sn", 128, 64, 0, 10000, "")]
+    store.write_text("config,dim,funnels,seed,iters,at,cos\n" + "".join(
+        f"{c},{d},{w},{s},10000,{at},{cos if at == 10000 else 0.1}\n"
+        for c, d, w, s, at, cos in rows))
+    plain = report.summary([str(grid)])
+    longer = report.summary([str(grid), str(store)])
+    assert all(a.count("|") + 1 == b.count("|") for a, b in zip(plain, longer))
+    assert "at 10000 iterations, 128-D: cos (4 · 64 funnels) |" in longer[0]
+    (slogan,) = [line for line in longer if "SLOGAN" in line]
+    assert slogan.startswith(plain[plain.index(next(x for x in plain if "SLOGAN" in x))][:-1])
+    assert slogan.endswith("| 0.74 (3 seeds) · 0.40 |")
+    (sn,) = [line for line in longer if "spectral" in line]
+    assert sn.endswith("| – · – |")  # its one training diverged: no cos
