@@ -394,10 +394,12 @@ def test_a_curve_point_is_what_a_shorter_training_ends_with():
     assert wb.eval_points(5, [100]) == [5]
 
 
-def test_an_interrupted_training_goes_on_from_its_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("config", ["wgan-div", "groupsort", "wgan-sn"])
+def test_an_interrupted_training_goes_on_from_its_checkpoint(config, tmp_path, monkeypatch):
     """Killed after its first point: the next call finds its checkpoint and ends with the
-    numbers of a training that was never interrupted; one of another length is not used."""
-    whole = wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20])
+    numbers of a training that was never interrupted; one of another length is not used.
+    (GroupSort's orthogonal base and SN's power-iteration vectors travel in the checkpoint.)"""
+    whole = wb.train(config, 2, 4, 0, 30, batch=64, at=[10, 20])
     ck = str(tmp_path / "k.pt")
     saved = wb.save_training
 
@@ -406,13 +408,13 @@ def test_an_interrupted_training_goes_on_from_its_checkpoint(tmp_path, monkeypat
         raise KeyboardInterrupt  # as SIGKILL would, right after the checkpoint
     monkeypatch.setattr(wb, "save_training", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
+        wb.train(config, 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
     monkeypatch.setattr(wb, "save_training", saved)
     assert torch.load(ck, weights_only=True)["done"] == 10
-    again = wb.train("wgan-div", 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
+    again = wb.train(config, 2, 4, 0, 30, batch=64, at=[10, 20], checkpoint=ck)
     assert [(c["at"], c["cos"], c["estimate"]) for c in again["curve"]] == \
         [(c["at"], c["cos"], c["estimate"]) for c in whole["curve"]]
-    other = wb.train("wgan-div", 2, 4, 0, 40, batch=64, at=[10, 20], checkpoint=ck)
+    other = wb.train(config, 2, 4, 0, 40, batch=64, at=[10, 20], checkpoint=ck)
     assert [c["cos"] for c in other["curve"][:2]] == [c["cos"] for c in whole["curve"][:2]]
 
 
