@@ -20,7 +20,7 @@ checkpoint, and the tables of what finished are written. Then:
     python benchmarks/compare.py                                    # the full grid (hours on a CPU)
     python benchmarks/compare.py --iters-scale 0.6 --jobs 2         # 60 % of each default length
     python benchmarks/compare.py --only slogan gp- --data swissroll --seeds 0
-    python benchmarks/compare.py --data mnist --digits-seeds 0 --jobs 1 --out results/mnist
+    python benchmarks/compare.py --data mnist --digits-seeds 0 --dim 32 --no-fixed --out results/mnist
     python benchmarks/compare.py --ray auto --device cuda --gpus-per-run 0.125   # on a Ray cluster
 """
 from __future__ import annotations
@@ -62,8 +62,9 @@ def parse_args(argv=None):
                    help="seeds on the digits")
     p.add_argument("--data", nargs="+", choices=common.DATASETS,
                    default=[d for d in common.DATASETS if d != "mnist"],
-                   help="datasets (default: all but mnist, whose runs take ~15 min each on a "
-                        "CPU: ask for it, with --only, as the README's MNIST comparison does)")
+                   help="datasets (default: all but mnist, whose runs take 30 min each on a "
+                        "CPU thread at its width, 3-28 at --dim 32: ask for it, with --only, as "
+                        "the report's MNIST comparison does)")
     p.add_argument("--iters", type=common.number(int, 1), default=None,
                    help="generator iterations for every run (default: each script's default)")
     p.add_argument("--iters-scale", type=common.number(float, 0, 1000, lo_ok=False), default=1.0,
