@@ -864,7 +864,8 @@ def main(argv=None) -> int:
 def keep_critic(out: str, store: dict, r: dict) -> None:
     """Keep the weights of a 2-D training that its pair's figure draws (the first seed of each
     constraint) in <out>/critics/, beside runs.csv, so that the figure is drawn from the store
-    as the tables are; a later call that trains a lower seed replaces it."""
+    as the tables are; a later call that trains a lower seed replaces it. A cache, not committed:
+    a clone without it trains them again (missing_critics)."""
     if "state" not in r:
         return
     first = min(s["seed"] for s in store.values() if (s["config"], s["dim"], s["funnels"]) ==
