@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -289,12 +290,11 @@ def summary(paths) -> list:
 
     def longer(c):  # 128-D only, median over the seeds, their number where more than one
         def at(funnels):
-            cos = sorted(float(r["cos"]) for r in curves.get((c, funnels), [])
-                         if r["cos"] not in ("", "nan"))  # a diverged training has none
+            cos = [float(r["cos"]) for r in curves.get((c, funnels), [])
+                   if r["cos"] not in ("", "nan")]  # a diverged training has none
             if not cos:
                 return "–"
-            mid = (cos[(len(cos) - 1) // 2] + cos[len(cos) // 2]) / 2
-            return num(mid) + (f" ({len(cos)} seeds)" if len(cos) > 1 else "")
+            return num(statistics.median(cos)) + (f" ({len(cos)} seeds)" if len(cos) > 1 else "")
         return f" {at('4')} · {at('64')} |"
 
     lengths = "/".join(sorted({r.get("iters", "?") for r in bench.values()}, key=str)) or "–"
@@ -319,9 +319,7 @@ def w1_curves(rows) -> list:
         values = sorted(values)
         if not values:
             return "–"
-        mid = values[len(values) // 2] if len(values) % 2 else \
-            (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
-        return num(mid) + (f" [{num(values[0])}, {num(values[-1])}]" if len(values) > 1 else "")
+        return num(statistics.median(values)) + (f" [{num(values[0])}, {num(values[-1])}]" if len(values) > 1 else "")
     out = []
     for dim, funnels in sorted({(int(r["dim"]), int(r["funnels"])) for r in rows}):
         rs = [r for r in rows if (int(r["dim"]), int(r["funnels"])) == (dim, funnels)]
