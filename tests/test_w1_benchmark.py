@@ -252,10 +252,14 @@ def test_repeated_values_train_once():
     assert [k for k, _ in wb.plan(a)] == ["wgan-sn-d2-w4-s1"]
 
 
-def _driver(out, *extra):
-    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), "--only",
-            "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", *map(str, range(6)),
+def _argv(out, *extra, seeds=6):
+    return [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), "--only",
+            "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", *map(str, range(seeds)),
             "--jobs", "2", "--out", out, *extra]
+
+
+def _driver(out, *extra, seeds=6):
+    argv = _argv(out, *extra, seeds=seeds)
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             start_new_session=True)
@@ -304,8 +308,9 @@ def test_sigterm_stops_the_workers_and_writes_what_finished(tmp_path):
     second copy is the same request, not "at once"), the table of the finished one is written
     with a note of what is missing, exit 143, no worker left."""
     out = str(tmp_path / "w1")
-    proc = _driver(out, "--iters", "200")
-    _wait_for(proc, "1/6 done", time.time() + 240)
+    short = ("--iters", "100", "--eval-at", "50")  # two rows a training: its curve's, its end's
+    proc = _driver(out, *short, seeds=4)
+    _wait_for(proc, "1/4 done", time.time() + 240)
     workers = _workers(proc.pid)
     assert len(workers) == 2
     proc.send_signal(signal.SIGTERM)
@@ -315,19 +320,16 @@ def test_sigterm_stops_the_workers_and_writes_what_finished(tmp_path):
     assert "Traceback" not in err and "interrupted" in rest and "stopped at once" not in err
     assert "failed" not in rest and "BrokenProcessPool" not in rest, rest
     md = open(os.path.join(out, "results.md")).read()
-    assert "Not done: 5 of the 6 planned" in md or "Not done: 4 of the 6 planned" in md, md
+    assert "Not done: 3 of the 4 planned" in md or "Not done: 2 of the 4 planned" in md, md
     assert len({r["seed"] for r in csv.DictReader(open(os.path.join(out, "runs.csv")))}) in (1, 2)
     assert _gone(workers), "workers left running"
     # the same command again: what was stopped runs, what finished is not run again; every
     # training has its rows, none twice
-    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "w1_benchmark.py"), "--only",
-            "wgan-div", "--dims", "2", "--funnels", "4", "--seeds", *map(str, range(6)),
-            "--jobs", "2", "--out", out, "--iters", "200"]
-    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(_argv(out, *short, seeds=4), cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0 and "found done" in r.stdout, r.stdout + r.stderr
     rows = [(x["seed"], x["at"]) for x in csv.DictReader(open(os.path.join(out, "runs.csv")))]
-    assert sorted(rows) == sorted({(str(s), a) for s in range(6) for a in ("100", "200")})
+    assert sorted(rows) == sorted({(str(s), a) for s in range(4) for a in ("50", "100")})
 
 
 def test_a_second_ctrl_c_ends_at_once(tmp_path):
