@@ -493,13 +493,16 @@ REFERENCE = "gp-twosided-l10"  # drawn in every panel of the small multiples: WG
 METRICS = (("cos", "cos(∇f, −∇u)"), ("est_over_w1", "estimate / true W1"))
 
 
-def small_multiples(series, published, path: str, title: str, xlabel: str, xticks=None) -> str:
+def small_multiples(series, published, path: str, title: str, xlabel: str, xticks=None,
+                    notes=None) -> str:
     """A panel per constraint and metric (cos, then estimate / true W1: two blocks of panels),
     each holding the constraint's lines (median, band: the range over the seeds), WGAN-GP's in
     grey and the optimal critic's 1 in black, and its family's published value as a marker.
     series[metric][config]: {line label: [(x, median, min, max), ...]}; published[metric]
     [config]: [(x, value), ...]. The estimate's axis is linear within ±1 and logarithmic beyond,
-    so that a 17-fold overestimate and an exact one are both readable."""
+    so that a 17-fold overestimate and an exact one are both readable. notes[config], where
+    given, goes into the panel's title beside the name (e.g. how many seeds it holds)."""
+    notes = notes or {}
     names = [n for n, *_ in constraints()] + sorted(
         {n for m in series.values() for n in m} - {n for n, *_ in constraints()})
     names = [n for n in names if any(series[m].get(n) for m, _ in METRICS)]
@@ -560,7 +563,8 @@ def small_multiples(series, published, path: str, title: str, xlabel: str, xtick
                 ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
             else:
                 ax.set_ylim(min(-0.1, min(values, default=0) - 0.05), 1.05)
-            ax.set_title(f"{name}: {label}", fontsize=8)
+            note = f" ({notes[name]})" if name in notes else ""
+            ax.set_title(f"{name}{note}: {label}", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3, which="both")
             if i // ncols == nrows - 1 or i + ncols >= len(names):
@@ -627,8 +631,10 @@ def curves_figure(store: dict, pair: dict, path: str) -> str:
                 groups.setdefault(r["config"], {}).setdefault(c["at"], []).append(c)
     series = {m: {} for m, _ in METRICS}
     published = {m: {} for m, _ in METRICS}
+    notes = {}
     for name, points in groups.items():
         seeds = max(len(v) for v in points.values())
+        notes[name] = f"{seeds} seed{'s' if seeds > 1 else ''}"
         for m, _ in METRICS:
             line = []
             for at, cs in sorted(points.items()):
@@ -636,7 +642,7 @@ def curves_figure(store: dict, pair: dict, path: str) -> str:
                      if math.isfinite(c["cos"] if m == "cos" else c["estimate"])]
                 line.append((at, *((statistics.median(v), min(v), max(v)) if v else
                                    (None,) * 3)))
-            series[m][name] = {f"median of {seeds} seed{'s' if seeds > 1 else ''}": line}
+            series[m][name] = {"median over its seeds": line}
         pub_name = next((p for n, _, _, p in constraints() if n == sweep.split_lambda(name)[0]),
                         None)
         pub = pair["published"].get(pub_name) if pub_name else None
@@ -646,7 +652,7 @@ def curves_figure(store: dict, pair: dict, path: str) -> str:
             published["est_over_w1"][name] = [(x, pub["cost"] / pair["published"]["true"]
                                                ["cost"])]
     return small_multiples(series, published, path, f"Learning curves, D = {pair['dim']}, "
-                           f"{pair['funnels']} funnels", "critic iterations")
+                           f"{pair['funnels']} funnels", "critic iterations", notes=notes)
 
 
 def pair_figure(rows, pair, path):

@@ -467,6 +467,36 @@ def test_a_folder_where_every_training_diverged_gets_its_tables_and_a_figure(tmp
     assert ("wgan-div: cos(∇f, −∇u)", "diverged") in said, said
 
 
+def test_the_curves_figure_says_each_panels_seeds_and_draws_their_range(monkeypatch):
+    """A constraint at three seeds and one at one: each panel's title says how many it holds,
+    the line is the median at every point measured and the band spans the seeds' range; one
+    legend entry for every constraint's line, whatever its seeds."""
+    import common
+    r = wb.train("wgan-div", 2, 4, 0, 20, batch=64, at=[10])
+    store = {}
+    for seed, shift in enumerate((0.0, 0.1, -0.05)):
+        curve = [{**c, "cos": c["cos"] + shift} for c in r["curve"]]
+        store[wb.key("wgan-div", 2, 4, seed)] = {**curve[-1], "seed": seed, "curve": curve}
+    store[wb.key("wgan-sn", 2, 4, 0)] = {**r, "config": "wgan-sn"}
+    pair = {**wb.load_pair(2, 4), "true_w1": 1.0}
+    figures = []
+    monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
+    wb.curves_figure(store, pair, "unused.png")
+    (fig,) = figures
+    titles = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    ax = titles["wgan-div (3 seeds): cos(∇f, −∇u)"]
+    assert "wgan-sn (1 seed): cos(∇f, −∇u)" in titles, sorted(titles)
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("the panel's")]
+    assert list(line.get_xdata()) == [10, 20]
+    assert list(line.get_ydata()) == pytest.approx([c["cos"] for c in r["curve"]])  # median
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert min(ys) == pytest.approx(min(c["cos"] for c in r["curve"]) - 0.05)
+    assert max(ys) == pytest.approx(max(c["cos"] for c in r["curve"]) + 0.1)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sum(lab.startswith("the panel's constraint") for lab in labels) == 1, labels
+
+
 def test_the_lambda_grid_trains_each_penalty_at_each_weight():
     a = wb.parse_args(["--only", "gp-onesided", "wgan-sn", "--lambdas", "1", "100", "--dims",
                        "2", "--funnels", "4", "--seeds", "0"])
