@@ -43,7 +43,6 @@ LONG = ["--only", "c-transform", "--data", "25gaussians", "--mixture-seeds", "0"
 TIMING = {"ms_per_iter", "wall_time_s"}
 
 
-
 def test_the_module_runs_in_one_worker(request):
     """Its tests share one cluster only if pytest-xdist sends them all to one worker (pytest.ini:
     --dist loadgroup). With pytest 9.2 and pytest-xdist 3.8 the group was silently dropped (the
@@ -55,6 +54,7 @@ def test_the_module_runs_in_one_worker(request):
     assert request.node.nodeid.endswith("@ray"), (
         f"{request.node.nodeid}: pytest-xdist did not group this module's tests; see the note "
         f"on the pytest pin in requirements.txt")
+
 
 @pytest.fixture(scope="module")
 def cluster():
