@@ -39,6 +39,14 @@ def pytest_configure(config):
 
 SMALL_EVAL, SMALL_DISTANCE = 256, 512
 
+# Runs in the processes the tests start evaluate at these sizes too (tests/subprocess_site): a
+# test that needs a subprocess at the scripts' sizes removes WGAN_TESTS_SMALL_EVALUATION from the
+# environment it passes.
+os.environ["WGAN_TESTS_SMALL_EVALUATION"] = f"{SMALL_EVAL} 1 {SMALL_DISTANCE}"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [os.path.join(ROOT, "tests", "subprocess_site")]
+    + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
 
 @pytest.fixture(autouse=True)
 def small_evaluation(request, monkeypatch):
@@ -46,7 +54,7 @@ def small_evaluation(request, monkeypatch):
     distance-likeness on SMALL_DISTANCE points: the same code as the scripts' 3 draws of 1024 and
     4096 points, at a fortieth of the cost (exact W1 on 1024 points takes ~0.2 s, and a test run
     evaluates several times). A test marked full_evaluation keeps the scripts' sizes; runs in
-    subprocesses always do."""
+    subprocesses get the small sizes from tests/subprocess_site."""
     if not request.node.get_closest_marker("full_evaluation"):
         evaluate_small(monkeypatch)
 

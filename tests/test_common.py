@@ -4,6 +4,9 @@ The constants below are copied from gan_toy.py (igul222/improved_wgan_training) 
 samplers must meet, so that changing a centre, a std or a scale in common.py fails a test.
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
 
@@ -321,3 +326,21 @@ def test_distance_stats_recognise_the_distance_itself(name):
     assert abs(lin["dist_corr"]) < 0.5 and lin["grad_norm_in_band"] == pytest.approx(3)
     x = common.sample(name, 500, generator=_gen(3))
     assert common.distance_to_data(name, x).max() < 4 * 0.25 / 7.5 + 0.01  # within noise
+
+
+@pytest.mark.full_evaluation  # this process keeps the scripts' sizes, to compare with
+def test_a_script_in_a_subprocess_evaluates_at_the_test_sizes_and_at_its_own_without_them():
+    """tests/subprocess_site shrinks the evaluation of the project's common.py in the processes
+    the tests start, as small_evaluation does in the test process; without its variable the
+    scripts' own sizes are back."""
+    from conftest import SMALL_DISTANCE, SMALL_EVAL
+    code = ("import common, slogan; print(common.N_EVAL, common.N_EVAL_DRAWS, "
+            "getattr(common.distance_stats, 'keywords', {}).get('n', 'default'))")
+    said = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert said == [str(SMALL_EVAL), "1", str(SMALL_DISTANCE)]
+    env = {k: v for k, v in os.environ.items() if k != "WGAN_TESTS_SMALL_EVALUATION"}
+    said = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True, env=env).stdout.split()
+    assert said == [str(common.N_EVAL), str(common.N_EVAL_DRAWS), "default"]
+    assert common.N_EVAL > SMALL_EVAL
