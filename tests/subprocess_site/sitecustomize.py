@@ -3,16 +3,15 @@ first on PYTHONPATH and says the sizes in WGAN_TESTS_SMALL_EVALUATION ("points d
 
 A script run in a subprocess (a sweep's runs, the Ctrl-C tests, the Ray workers) cannot be reached
 by the small_evaluation fixture, so it evaluated at the scripts' full sizes: 3 exact W1s on 1024
-points and distance statistics on 4096, ~40 % of a short run's time. Here the project's common.py,
-once executed, gets the test process's sizes before any script reads them: the same code as the
-scripts' evaluation, on fewer points. Nothing outside the test suite loads this file.
+points and distance statistics on 4096, ~40 % of a short run's time. Here the project's common.py
+(the one beside wgan_gp.py: a Ray worker runs a copy of the repository elsewhere), once executed,
+gets the test process's sizes before any script reads them: the same code as the scripts'
+evaluation, on fewer points. Nothing outside the test suite loads this file.
 """
 import functools
 import importlib.machinery
 import os
 import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _SmallEvaluation:
@@ -25,8 +24,8 @@ class _SmallEvaluation:
         if name != "common":
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.origin is None or \
-                os.path.dirname(os.path.abspath(spec.origin)) != ROOT:
+        if spec is None or spec.origin is None or not os.path.isfile(
+                os.path.join(os.path.dirname(spec.origin), "wgan_gp.py")):
             return spec  # another package's module named common: leave it alone
         points, draws, distance = self.sizes
         run = spec.loader.exec_module
