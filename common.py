@@ -832,24 +832,39 @@ def _save(fig, path: str) -> str:
 
 
 def plot_against_lambda(series, path: str, title: str, ylabel: str, threshold=None,
-                        log_y: bool = False, panels=None) -> str:
+                        log_y: bool = False, panels=None, each_panel: bool = False,
+                        reference=None) -> str:
     """A metric against the penalty weight λ (log axis), a line per constraint (median, band:
     range over the seeds). series: {constraint: [(λ, median, min, max), ...]}, or with panels
-    {panel title: such a dict}, a panel each; threshold: a dashed line (e.g. converged)."""
+    {panel title: such a dict}, a panel each; threshold: a dashed line (e.g. converged).
+    each_panel (without panels): small multiples instead, a panel per constraint on one y-axis,
+    the line of reference (a constraint of series, if there) in grey in each: one axes cannot
+    tell a dozen lines apart (ten colours, and crossing lines)."""
     import matplotlib
-    groups = panels if panels is not None else {"": series}
-    fig, axes, _ = _panel_grid(len(groups), 2, 5.6, 4.2)
+    small = panels is None and each_panel
+    groups = {c: {c: pts} for c, pts in series.items()} if small else \
+        panels if panels is not None else {"": series}
+    fig, axes, _ = _panel_grid(len(groups), 4 if small else 2, *((3.3, 2.6) if small else
+                                                                 (5.6, 4.2)))
     palette = matplotlib.colormaps["tab10"].colors
     names = sorted({n for s in groups.values() for n in s})
-    for ax, (name, s) in zip(axes, groups.items()):
-        for i, c in enumerate(names):
-            pts = sorted(p for p in s.get(c, []) if p[1] is not None)
-            if not pts:
-                continue
+
+    def draw(ax, pts, label, **style):
+        pts = sorted(p for p in pts if p[1] is not None)
+        if pts:
             lam = [p[0] for p in pts]
-            ax.plot(lam, [p[1] for p in pts], "-o", ms=3.5, color=palette[i % 10], label=c)
-            ax.fill_between(lam, [p[2] for p in pts], [p[3] for p in pts], color=palette[i % 10],
-                            alpha=0.15, lw=0)
+            ax.plot(lam, [p[1] for p in pts], marker="o", ms=3.5, label=label, **style)
+            ax.fill_between(lam, [p[2] for p in pts], [p[3] for p in pts],
+                            color=style["color"], alpha=0.15, lw=0)
+
+    for ax, (name, s) in zip(axes, groups.items()):
+        if small and name != reference and reference in series:
+            draw(ax, series[reference], f"{reference}, for reference", color="0.6", lw=1)
+        for i, c in enumerate(names):
+            if c in s:  # past ten lines the colours repeat: a dashed line then tells them apart
+                draw(ax, s[c], "the panel's constraint, median over the seeds" if small else c,
+                     color=palette[0 if small else i % 10], ls="-" if small else
+                     ("-", "--", ":")[i // 10 % 3])
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=0.8)
         ax.set_xscale("log")
@@ -859,9 +874,20 @@ def plot_against_lambda(series, path: str, title: str, ylabel: str, threshold=No
         ax.set_ylabel(ylabel)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3, which="both")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    if small:  # one scale, so that panels compare at a glance
+        lo = min(ax.get_ylim()[0] for ax in axes)
+        hi = max(ax.get_ylim()[1] for ax in axes)
+        lams = [p[0] for pts in series.values() for p in pts]
+        for ax in axes:
+            ax.set_ylim(lo, hi)
+            ax.set_xlim(min(lams) / 2, max(lams) * 2)
+    legend = {}
+    for ax in axes:  # every label once, from whichever panel has it
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center" if small else
+               "outside right upper", fontsize=8, ncols=3 if small else 1)
+    fig.suptitle(title + (" (band: the range over the seeds)" if small else ""), fontsize=10)
     return _save(fig, path)
 
 

@@ -290,8 +290,11 @@ def draw_grids(runs, out, table, ended):
     return paths, notes
 
 
+LAMBDA_REFERENCE = "gp-twosided"  # WGAN-GP: the λ figure's grey line in every panel
+
+
 def lambda_figure(table, data: str, path: str) -> str:
-    """W1 / floor against λ on one dataset (the --lambdas grid), a line per penalty: median
+    """W1 / floor against λ on one dataset (the --lambdas grid), a panel per penalty: median
     over the seeds, the band their range."""
     series = {}
     for r in table:
@@ -299,9 +302,10 @@ def lambda_figure(table, data: str, path: str) -> str:
         if r["data"] == data and lam is not None:
             series.setdefault(sweep.penalty_label(base), []).append(
                 (lam, r["w1_over_floor_median"], r["w1_over_floor_min"], r["w1_over_floor_max"]))
-    return common.plot_against_lambda(
+    return common.plot_against_lambda(  # a panel per penalty, WGAN-GP's line in each
         series, path, f"{data}: final W1 / floor against the penalty weight λ",
-        "W1 / floor (1.5: converged)", threshold=sweep.CONVERGED, log_y=True)
+        "W1 / floor (1.5: converged)", threshold=sweep.CONVERGED, log_y=True,
+        each_panel=True, reference=LAMBDA_REFERENCE)
 
 
 def die(message: str):

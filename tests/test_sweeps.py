@@ -598,3 +598,31 @@ def test_the_lambda_grids_table_and_figure(tmp_path, monkeypatch):
     compare.lambda_figure(table, "swissroll", str(tmp_path / "l.png"))
     assert [p[:2] for p in drawn["gp-onesided"]] == [(0.1, pytest.approx(1.15)),
                                                           (10.0, pytest.approx(11.05))]
+
+
+def test_the_lambda_figure_of_many_penalties_is_a_panel_each_with_wgan_gp_in_grey(monkeypatch):
+    """Twelve penalties are more lines than one axes tells apart (ten colours): a panel each,
+    its own line coloured, WGAN-GP's grey in every other panel, one y- and x-scale for all, and
+    one legend entry per kind of line."""
+    import common
+    figures = []
+    monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
+    names = [compare.LAMBDA_REFERENCE] + [f"penalty-{i}" for i in range(11)]
+    table = [{"config": f"{n}-l10@λ{lam:g}", "data": "swissroll",
+              "w1_over_floor_median": (i + 1) * lam, "w1_over_floor_min": (i + 1) * lam / 2,
+              "w1_over_floor_max": (i + 1) * lam * 2}
+             for i, n in enumerate(names) for lam in (0.1, 1, 10)]
+    compare.lambda_figure(table, "swissroll", "unused.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == names
+    for i, ax in enumerate(panels):
+        own = [ln for ln in ax.get_lines() if ln.get_label().startswith("the panel's")]
+        grey = [ln for ln in ax.get_lines() if ln.get_label().endswith("for reference")]
+        assert len(own) == 1 and list(own[0].get_ydata()) == pytest.approx(
+            [(i + 1) * lam for lam in (0.1, 1, 10)])
+        assert len(grey) == (0 if i == 0 else 1)  # WGAN-GP's own panel draws it once, coloured
+        assert ax.get_ylim() == panels[0].get_ylim() and ax.get_xlim() == panels[0].get_xlim()
+    assert panels[0].get_ylim()[1] >= 12 * 10 * 2  # the largest band fits every panel
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == 2 and labels[1] == f"{compare.LAMBDA_REFERENCE}, for reference"
