@@ -626,3 +626,17 @@ def test_the_lambda_figure_of_many_penalties_is_a_panel_each_with_wgan_gp_in_gre
     assert panels[0].get_ylim()[1] >= 12 * 10 * 2  # the largest band fits every panel
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(labels) == 2 and labels[1] == f"{compare.LAMBDA_REFERENCE}, for reference"
+
+
+def test_a_shared_lambda_axes_dashes_the_lines_whose_colour_repeats(monkeypatch):
+    """On one axes (each_panel off) the eleventh and twelfth lines reuse tab10's first colours:
+    they are dashed, so that no two lines look alike."""
+    import common
+    figures = []
+    monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
+    series = {f"p{i:02d}": [(1.0, 1.0 + i, 1.0, 2.0 + i), (10.0, 2.0, 1.0, 3.0)] for i in range(12)}
+    common.plot_against_lambda(series, "unused.png", "t", "y")
+    (fig,) = figures
+    looks = [(ln.get_color(), ln.get_linestyle()) for ln in fig.axes[0].get_lines()]
+    assert len(looks) == 12 and len(set(looks)) == 12
+    assert [s for _, s in looks] == ["-"] * 10 + ["--"] * 2
