@@ -11,6 +11,7 @@ The prose around them is written by hand. Every generated table sits between two
 and this script rewrites what is between them from CSV (a path relative to the repository):
 
     grid       benchmarks/compare.py's results.csv (toys or digits)
+    lambdas    compare.py --lambdas' results.csv: a row per penalty, a column per λ
     fixed      compare.py's fixed.csv (the critic alone, generator fixed)
     questions  benchmarks/open_questions.py's questions.csv
     batch_w1   benchmarks/batch_w1.py's batch_w1.csv
@@ -124,6 +125,33 @@ def grid(rows) -> list:
                    f"{num(r.get('nn_ratio_median'))} | {num(r.get('ms_per_iter_median'), '.1f')} "
                    f"| {num(r['wall_s_median'], '.0f')} |")
     return out
+
+
+def lambdas(rows) -> list:
+    """The λ grid of compare.py --lambdas in one table per dataset: a row per penalty, a cell
+    per λ, 'W1/floor median (converged/runs)', "–" where no run has ended; the configuration's
+    own λ (the summary's) in bold."""
+    own = {name: sweep.resolved_args(script, spec["flags"]).get("lam")
+           for name, script, spec in sweep.configs() if sweep.takes_lambda(script)}
+    out = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        cells, grid_lams = {}, set()
+        for r in rows:
+            base, lam = sweep.split_lambda(r["config"])
+            if r["data"] != data or lam is None:
+                continue
+            grid_lams.add(lam)
+            n = int(r["runs"])
+            cell = f"{num(r['w1_over_floor_median'])} ({round(float(r['converged']) * n)}/{n})"
+            cells.setdefault(base, {})[lam] = f"**{cell}**" if own.get(base) == lam else cell
+        lams = sorted(grid_lams)
+        out += [f"{data}: W1 / floor, median over the seeds (runs converged / runs ended)", "",
+                "| penalty | " + " | ".join(f"λ {lam:g}" for lam in lams) + " |",
+                "|---|" + "---|" * len(lams)]
+        out += [f"| {sweep.penalty_label(base)} | " + " | ".join(c.get(lam, "–") for lam in lams)
+                + " |" for base, c in cells.items()]
+        out.append("")
+    return out[:-1]
 
 
 def fixed(rows) -> list:
@@ -346,7 +374,7 @@ def w1_curves(rows) -> list:
     return out
 
 
-KINDS = {"grid": grid, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1,
+KINDS = {"grid": grid, "lambdas": lambdas, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1,
          "w1_dims": w1_dims, "w1_curves": w1_curves}
 
 

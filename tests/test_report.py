@@ -120,3 +120,27 @@ def test_the_summary_adds_the_longer_trainings_where_the_learning_curves_are_giv
     assert slogan.endswith("| 0.74 (3 seeds) · 0.40 |")
     (sn,) = [line for line in longer if "spectral" in line]
     assert sn.endswith("| – · – |")  # its one training diverged: no cos
+
+
+def test_the_lambda_table_has_a_row_per_penalty_a_cell_per_lambda_and_the_own_lambda_in_bold():
+    """compare.py --lambdas' rows: each penalty's median W1/floor and how many of its runs
+    converged at each λ, "–" where none has ended, and the λ its configuration runs with
+    elsewhere (WGAN-LP's 10, the two-sided quotient's 1) in bold."""
+    def row(config, median, converged, runs):
+        return {"config": config, "data": "swissroll", "runs": str(runs),
+                "w1_over_floor_median": str(median), "converged": str(converged)}
+    rows = [row("gp-onesided-l10@λ1", 1.31, 1.0, 2), row("gp-onesided-l10@λ10", 1.28, 0.5, 2),
+            row("quotient-twosided-l1@λ1", 4.5, 0.0, 1),
+            row("quotient-twosided-l1@λ10", 9.0, 0.0, 2),
+            row("wgan-div", 1.2, 1.0, 3)]  # not a λ grid's row: left out
+    lines = report.lambdas(rows)
+    assert lines[2:] == [
+        "| penalty | λ 1 | λ 10 |",
+        "|---|---|---|",
+        "| gp-onesided | 1.31 (2/2) | **1.28 (1/2)** |",
+        "| quotient-twosided | **4.50 (0/1)** | 9.00 (0/2) |"]
+    lines = report.lambdas(rows[:1] + rows[2:3])
+    assert lines[-2:] == ["| gp-onesided | 1.31 (2/2) |", "| quotient-twosided | **4.50 (0/1)** |"]
+    rows.append(row("gp-onesided-l10@λ100", 2.0, 0.0, 2))
+    assert report.lambdas(rows[2:])[-2:] == ["| quotient-twosided | **4.50 (0/1)** | 9.00 (0/2) "
+                                             "| – |", "| gp-onesided | – | – | 2.00 (0/2) |"]
