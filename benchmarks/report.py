@@ -129,10 +129,15 @@ def grid(rows) -> list:
 
 def lambdas(rows) -> list:
     """The λ grid of compare.py --lambdas in one table per dataset: a row per penalty, a cell
-    per λ, 'W1/floor median (converged/runs)', "–" where no run has ended; the configuration's
-    own λ (the summary's) in bold."""
-    own = {name: sweep.resolved_args(script, spec["flags"]).get("lam")
-           for name, script, spec in sweep.configs() if sweep.takes_lambda(script)}
+    per λ, 'W1/floor median (converged/runs)', "–" where no run has ended; in bold the λs the
+    front page's summary runs that penalty at."""
+    configs = sweep.configs()
+    same = {name: (script, sweep.without_lambda(spec["flags"])) for name, script, spec in configs}
+    summary = {}  # the λs the summary's rows run each penalty at (WGAN-GP: 10 and 0.1)
+    for name, script, spec in configs:
+        if spec.get("summary") and sweep.takes_lambda(script):
+            summary.setdefault(same[name], set()).add(
+                sweep.resolved_args(script, spec["flags"]).get("lam"))
     out = []
     for data in dict.fromkeys(r["data"] for r in rows):
         cells, grid_lams = {}, set()
@@ -143,7 +148,8 @@ def lambdas(rows) -> list:
             grid_lams.add(lam)
             n = int(r["runs"])
             cell = f"{num(r['w1_over_floor_median'])} ({round(float(r['converged']) * n)}/{n})"
-            cells.setdefault(base, {})[lam] = f"**{cell}**" if own.get(base) == lam else cell
+            bold = lam in summary.get(same.get(base), ())
+            cells.setdefault(base, {})[lam] = f"**{cell}**" if bold else cell
         lams = sorted(grid_lams)
         out += [f"{data}: W1 / floor, median over the seeds (runs converged / runs ended)", "",
                 "| penalty | " + " | ".join(f"λ {lam:g}" for lam in lams) + " |",

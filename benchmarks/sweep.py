@@ -92,8 +92,7 @@ def at_lambdas(configs, lambdas) -> list:
     out, seen = [], set()
     for name, script, spec in configs:
         flags = spec["flags"]
-        rest = tuple(f for i, f in enumerate(flags) if f != "--lambda" and
-                     (i == 0 or flags[i - 1] != "--lambda"))
+        rest = without_lambda(flags)
         if not takes_lambda(script) or (script, rest) in seen:  # λ alone tells them apart:
             continue  # gp-twosided-l0.1 at λ 1 is gp-twosided-l10 at λ 1, run once
         seen.add((script, rest))
@@ -101,6 +100,12 @@ def at_lambdas(configs, lambdas) -> list:
                  {**spec, "flags": flags + ["--lambda", f"{lam:g}"], "base": name,
                   "lambda": lam}) for lam in lambdas]
     return out
+
+
+def without_lambda(flags) -> tuple:
+    """A configuration's flags less its --lambda: what λ grids tell configurations apart by."""
+    return tuple(f for i, f in enumerate(flags) if f != "--lambda" and
+                 (i == 0 or flags[i - 1] != "--lambda"))
 
 
 def penalty_label(base: str) -> str:
