@@ -2,6 +2,7 @@
 the WGAN-GP paper's gan_mnist.py, the classifier and the numbers the evaluation reads from
 data/, and every penalty on (N, 1, 28, 28) batches against a hand computation."""
 import json
+import os
 import math
 
 import pytest
@@ -157,3 +158,25 @@ def test_the_curves_show_the_feature_distance_where_a_run_measured_it(tmp_path, 
     assert [t for t in with_fd if t not in without] == [
         "Fréchet distance of the classifier's features"]
     assert len(with_fd) == len(without) + 1 == 5
+
+
+def test_the_classifier_is_trained_once_where_its_weights_are_missing(tmp_path, monkeypatch):
+    """A fresh clone has no weights (they are made, not committed): the first use trains them
+    and writes them whole; a later process loads them and trains nothing."""
+    path = str(tmp_path / "mnist_classifier.pt")
+    monkeypatch.setattr(common, "MNIST_CLASSIFIER", path)
+    monkeypatch.setattr(common, "MNIST_EPOCHS", 1)  # the same training, shorter
+    common._mnist_classifier.cache_clear()
+    try:
+        x, y = common.images("mnist", "test")
+        acc = (common.classify_mnist(x) == y).double().mean().item()
+        assert acc > 0.8 and os.path.exists(path)
+        assert sorted(os.listdir(tmp_path)) == ["mnist_classifier.pt", "mnist_classifier.pt.lock"]
+        common._mnist_classifier.cache_clear()  # as a new process would
+
+        def train(*a, **k):
+            raise AssertionError("trained again")
+        monkeypatch.setattr(common, "train_mnist_classifier", train)
+        assert (common.classify_mnist(x) == y).double().mean().item() == acc
+    finally:
+        common._mnist_classifier.cache_clear()  # the other tests load the real weights again
