@@ -376,13 +376,15 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
 # -------------------------------------------------------------------- what the programs run
 # This method's configurations in the project's programs, as flags of this script. `runs`: where
 # each one runs, `summary`: its row in the README's table, `published` and `w1_flags`: the W1
-# benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
+# benchmark's solver of the same family and its protocol, `reference`: the figures' reference
+# line (benchmarks/sweep.py: PLACES, KEYS).
 CONFIGS = {
     "gp-onesided-l10": {"flags": ["--one-sided", "--lambda", "10"],
                         "runs": "toys digits fixed Q1 Q6 w1", "published": "wgan-lp",
                         "summary": "WGAN-LP (one-sided GP, λ 10)"},
     "gp-twosided-l10": {"flags": ["--lambda", "10"], "runs": "toys digits fixed Q1 Q4 w1",
-                        "published": "wgan-gp", "summary": "WGAN-GP (two-sided, λ 10)"},
+                        "published": "wgan-gp", "summary": "WGAN-GP (two-sided, λ 10)",
+                        "reference": True},  # the grey line in every small-multiples panel
     "gp-twosided-l0.1": {"flags": ["--lambda", "0.1"], "runs": "toys Q4",
                          "summary": "WGAN-GP (two-sided, λ 0.1, gan_toy.py's)"},
     "gp-twosided-ramp0.1to10": {"flags": ["--lambda-from", "0.1", "--lambda", "10"],

@@ -290,9 +290,6 @@ def draw_grids(runs, out, table, ended):
     return paths, notes
 
 
-LAMBDA_REFERENCE = "gp-twosided"  # WGAN-GP: the λ figure's grey line in every panel
-
-
 def lambda_figure(table, data: str, path: str) -> str:
     """W1 / floor against λ on one dataset (the --lambdas grid), a panel per penalty: median
     over the seeds, the band their range."""
@@ -305,7 +302,7 @@ def lambda_figure(table, data: str, path: str) -> str:
     return common.plot_against_lambda(  # a panel per penalty, WGAN-GP's line in each
         series, path, f"{data}: final W1 / floor against the penalty weight λ",
         "W1 / floor (1.5: converged)", threshold=sweep.CONVERGED, log_y=True,
-        each_panel=True, reference=LAMBDA_REFERENCE)
+        each_panel=True, reference=sweep.penalty_label(sweep.reference()))
 
 
 def die(message: str):

@@ -40,8 +40,9 @@ import common  # noqa: E402
 # (open_questions.py) and the W1 benchmark (w1_benchmark.py).
 PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "w1")
 # What an entry may say besides its flags and places: its row in the README's summary table,
-# the W1 benchmark's published solver of the same family and the flags of its protocol there.
-KEYS = {"flags", "runs", "summary", "published", "w1_flags"}
+# the W1 benchmark's published solver of the same family and the flags of its protocol there,
+# and whether it is the reference line the small-multiples figures draw in every panel.
+KEYS = {"flags", "runs", "summary", "published", "w1_flags", "reference"}
 
 
 def configs(where: str | None = None) -> list:
@@ -73,6 +74,12 @@ def configs(where: str | None = None) -> list:
             if where is None or where in spec["runs"]:
                 out.append((name, script, spec))
     return out
+
+
+def reference() -> str:
+    """The configuration a script declares as the figures' reference line (WGAN-GP's)."""
+    (name,) = [n for n, _, spec in configs() if spec.get("reference")]
+    return name
 
 
 LAMBDA = "@λ"  # a configuration run at another penalty weight: "<name>@λ<value>"

@@ -489,7 +489,7 @@ def write(runs, pairs, a, command, minutes, ran, planned, missing, failed):
     return t
 
 
-REFERENCE = "gp-twosided-l10"  # drawn in every panel of the small multiples: WGAN-GP
+REFERENCE = sweep.reference()  # drawn in every panel of the small multiples: WGAN-GP
 METRICS = (("cos", "cos(∇f, −∇u)"), ("est_over_w1", "estimate / true W1"))
 
 

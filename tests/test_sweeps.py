@@ -607,7 +607,7 @@ def test_the_lambda_figure_of_many_penalties_is_a_panel_each_with_wgan_gp_in_gre
     import common
     figures = []
     monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
-    names = [compare.LAMBDA_REFERENCE] + [f"penalty-{i}" for i in range(11)]
+    names = [sweep.penalty_label(sweep.reference())] + [f"penalty-{i}" for i in range(11)]
     table = [{"config": f"{n}-l10@λ{lam:g}", "data": "swissroll",
               "w1_over_floor_median": (i + 1) * lam, "w1_over_floor_min": (i + 1) * lam / 2,
               "w1_over_floor_max": (i + 1) * lam * 2}
@@ -625,7 +625,7 @@ def test_the_lambda_figure_of_many_penalties_is_a_panel_each_with_wgan_gp_in_gre
         assert ax.get_ylim() == panels[0].get_ylim() and ax.get_xlim() == panels[0].get_xlim()
     assert panels[0].get_ylim()[1] >= 12 * 10 * 2  # the largest band fits every panel
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert len(labels) == 2 and labels[1] == f"{compare.LAMBDA_REFERENCE}, for reference"
+    assert len(labels) == 2 and labels[1] == f"{names[0]}, for reference"
 
 
 def test_a_shared_lambda_axes_dashes_the_lines_whose_colour_repeats(monkeypatch):
