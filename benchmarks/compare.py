@@ -177,7 +177,9 @@ def summarise(runs, ended):
             "nn_ratio_median": sweep.median_of([s["final"].get("nn_ratio") for s in ss
                                                 if s["status"] == "finished"]),
             "diverged": sum(s["status"] == "diverged" for s in ss),
-            "modes_median": statistics.median(modes) if modes and modes[0] is not None else None,
+            **({"modes_median": statistics.median(modes), "modes_min": min(modes),
+                "modes_max": max(modes)} if modes and modes[0] is not None else
+               {"modes_median": None, "modes_min": None, "modes_max": None}),
             "n_modes": rows[0].get("n_modes", rows[0].get("n_classes")) if rows else None,
             "w1_median": sweep.median_of([f.get("w1") for f in done]),
             "w1_floor_median": sweep.median_of([f.get("w1_floor") for f in done]),
@@ -326,7 +328,9 @@ def main(argv=None):
         wants, lock, cluster = sweep.prepare(runs, a, "compare")
     except ValueError as e:
         die(str(e))
-    command = "python benchmarks/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    # the tables are what the command without --no-run makes: that is the one a reader reruns
+    command = "python benchmarks/compare.py " + " ".join(x for x in given if x != "--no-run")
     t = time.time()
     try:
         ended, signum, failures = sweep.execute(runs, wants, a, "compare", cluster)
@@ -344,8 +348,10 @@ def main(argv=None):
         print(f"[compare] {len(runs) - done} of {len(runs)} runs are not done: the tables "
               f"cover the {done} that are; {how}", flush=True)
     table, fixed = summarise(runs, ended)
-    note = (f"Ran on {sweep.ran_on(ended.values())}; this call took "
-            f"{(time.time() - t) / 60:.0f} min (runs found already done are not run again). "
+    note = (f"Ran on {sweep.ran_on(ended.values())}; "
+            + ("tables written by --no-run from the runs already done. " if a.no_run else
+               f"this call took {(time.time() - t) / 60:.0f} min (runs found already done are "
+               "not run again). ") +
             f"Runs done: {done} of {len(runs)}, their wall times add up to {run_minutes:.0f} min."
             + (f" Failed in this call, and not in the tables: {sweep.said(failures)}."
                if failed else ""))

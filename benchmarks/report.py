@@ -92,6 +92,16 @@ def spread(r, key, spec=".2f", k="_median"):
            f"{num(r[key + '_max'], spec)}]"
 
 
+def modes(r) -> str:
+    """The modes (classes) cell: "median/n", with "[min, max]" after it where the runs differ
+    (a table written before the range was kept shows the median alone)."""
+    if r is None or not r.get("n_modes"):
+        return "–"
+    cell = f"{num(r['modes_median'], 'g')}/{r['n_modes']}"
+    low, high = num(r.get("modes_min"), "g"), num(r.get("modes_max"), "g")
+    return cell + (f" [{low}, {high}]" if "–" not in (low, high) and low != high else "")
+
+
 def settles(r) -> str:
     """The settling cell: the median iteration from which W1 stayed ≤ 1.5 × floor ("never"
     where most runs never settled), how many runs settled, and how many touched the threshold
@@ -111,7 +121,6 @@ def grid(rows) -> list:
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         digits = r["data"] in ("digits", "mnist")
-        modes = f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r.get("n_modes") else "–"
         hq = r["high_quality_median"]  # images: the class histogram's TV from uniform
         hq = "–" if hq in ("", None) else f"TV {num(hq)}" if digits else \
             f"{num(100 * float(hq), '.0f')}%"
@@ -121,7 +130,7 @@ def grid(rows) -> list:
             else ""
         out.append(f"| {r['config']} | {r['data']} | {r['runs']} | {spread(r, 'w1_over_floor')} "
                    f"| {num(100 * float(r['converged']), '.0f')}%{diverged} | {settles(r)} | "
-                   f"{num(r.get('last_third_median'))} | {modes} | {hq} | "
+                   f"{num(r.get('last_third_median'))} | {modes(r)} | {hq} | "
                    f"{num(r.get('nn_ratio_median'))} | {num(r.get('ms_per_iter_median'), '.1f')} "
                    f"| {num(r['wall_s_median'], '.0f')} |")
     return out
@@ -303,16 +312,14 @@ def summary(paths) -> list:
             else f", settles at {num(at, '.0f')}, {num(r.get('ms_per_iter_median'), '.0f')} ms/it"
         return f"{num(r['w1_over_floor_median'])} ({ok}/{r['runs']}){after}"
 
-    def modes(c):
-        cells = [f"{num(r['modes_median'], 'g')}/{r['n_modes']}" if r else "–"
-                 for r in (toys.get((c, d)) for d in ("8gaussians", "25gaussians"))]
-        return " · ".join(cells)
+    def mixtures(c):
+        return " · ".join(modes(toys.get((c, d))) for d in ("8gaussians", "25gaussians"))
 
     def dig(c):
         r = digits.get(c)
         if r is None:
             return "–"
-        return f"{num(r['w1_over_floor_median'])}, {num(r['modes_median'], 'g')}/10"
+        return f"{num(r['w1_over_floor_median'])}, {modes(r)}"
 
     def w1b(c):
         def trend(funnels):
@@ -338,7 +345,7 @@ def summary(paths) -> list:
            "(4 · 64 funnels) |" + (f" at {ends} iterations, 128-D: cos (4 · 64 funnels) |"
                                    if curves else ""),
            "|---|---|---|---|---|" + ("---|" if curves else "")]
-    out += [f"| {spec['summary']} | {swiss(c)} | {modes(c)} | {dig(c)} | {w1b(c)} |"
+    out += [f"| {spec['summary']} | {swiss(c)} | {mixtures(c)} | {dig(c)} | {w1b(c)} |"
             + (longer(c) if curves else "")
             for c, _, spec in sweep.configs() if "summary" in spec]
     return out

@@ -65,7 +65,38 @@ def test_report_only_counts_missing_runs(tmp_path, capsys):
                          "--no-run", "--out", out]) == 0
     said = capsys.readouterr().out
     assert "3 of 3 runs are not done" in said and "exit" not in said
-    assert "Runs done: 0 of 3" in open(os.path.join(out, "results.md")).read()
+    md = open(os.path.join(out, "results.md")).read()
+    assert "Runs done: 0 of 3" in md and "tables written by --no-run" in md
+    # the command shown is the one whose runs fill the tables, not the redraw's
+    assert md.startswith("Command: `python benchmarks/compare.py --only slogan-l10 --data "
+                         f"swissroll --seeds 0 1 --out {out}`") and "this call took" not in md
+
+
+def test_the_modes_cell_shows_the_range_where_the_seeds_differ(tmp_path):
+    """Three mixture seeds that caught 6, 8 and 7 of 8 modes: the row keeps median, min and
+    max, and the grid table and the summary print "7/8 [6, 8]"; seeds that agree print "8/8";
+    a table written before the range was kept prints its median alone."""
+    import report
+    a = compare.parse_args(["--only", "slogan-l10", "--data", "8gaussians", "25gaussians",
+                            "--mixture-seeds", "0", "1", "2", "--no-fixed", "--out",
+                            str(tmp_path)])
+    runs = compare.plan(a)
+    caught = {"8gaussians": (6, 8, 7), "25gaussians": (20, 20, 20)}
+    ended = {key: {"status": "finished", "wall_time_s": 1.0, "folder": None,
+                   "final": {"w1": 0.1, "w1_floor": 0.05, "nn_ratio": 1.0,
+                             "modes": caught[data][seed], "n_modes": int(data[:-9])}}
+             for key, _, _, _, data, seed, _ in runs}
+    table, _ = compare.summarise(runs, ended)
+    eight, twenty_five = sorted(table, key=lambda r: r["n_modes"])
+    assert (eight["modes_median"], eight["modes_min"], eight["modes_max"]) == (7, 6, 8)
+    lines = report.grid(report.cells(table))
+    assert "| 7/8 [6, 8] |" in lines[2] and "| 20/25 |" in lines[3]
+    old = {k: v for k, v in report.cells([eight])[0].items() if not k.startswith("modes_m")}
+    assert "| 7/8 |" in report.grid([{**old, "modes_median": "7"}])[2]
+    path = tmp_path / "results.csv"
+    report.write_csv(str(path), table)
+    (row,) = [line for line in report.summary([str(path)]) if line.startswith("| SLOGAN")]
+    assert "| 7/8 [6, 8] · 20/25 |" in row
 
 
 def test_plan_covers_the_issue_grid():
