@@ -1290,6 +1290,16 @@ def write_json(path: str, obj) -> None:
         os.replace(path + ".tmp", path)
 
 
+def read_json(path: str):
+    """A JSON object from path, or None for a file that is missing, damaged or not a dict."""
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def versions(device) -> dict:
     import matplotlib
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -1599,6 +1609,11 @@ class Run:
             parser.error(str(e))
         self.script, self.args, self.method = script, args, method
         self.start = ckpt["iteration"] if ckpt else 0
+        # a resumed run's wall time is its segments' together: the summary the last segment left
+        # holds theirs (a segment killed before it wrote one is not counted)
+        before = read_json(self.path("summary.json")) if ckpt else None
+        self.before = before["wall_time_s"] if isinstance(before, dict) and isinstance(
+            before.get("wall_time_s"), (int, float)) else 0.0
         self.last, self.status, self.why, self.stop, self.t0 = None, "finished", "", None, \
             time.time()
         try:
@@ -1675,13 +1690,15 @@ class Run:
         seconds = time.time() - self.t0
         try:
             write_json(self.path("summary.json"), {
-                "status": self.status, "iteration": good, "wall_time_s": seconds,
+                "status": self.status, "iteration": good, "wall_time_s": self.before + seconds,
                 "run_dir": self.dir, "method": self.method, "data": a.data,
                 "why": self.why or None, "final": self.last})
         except WriteFailed as e:
             say(f"[{s}] {e}: the run has no summary; --resume {self.path('checkpoint.pt')} "
                 f"writes it once there is space", err=True)
-        say(f"[{s}] {self.status} in {fmt_time(seconds)} · run folder: {self.dir}")
+        say(f"[{s}] {self.status} in {fmt_time(seconds)}"
+            + (f" ({fmt_time(self.before + seconds)} with the segments before the resume)"
+               if self.before else "") + f" · run folder: {self.dir}")
         self.lock.close()
         return self.EXIT.get(self.status, 128 + ((self.stop and self.stop.signum) or 2))
 

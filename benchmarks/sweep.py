@@ -284,14 +284,7 @@ def resolved_args(script: str, flags: list) -> dict:
     return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
 
 
-def _read_json(path):
-    """A JSON object from path, or None for a file that is missing, damaged or not ours."""
-    try:
-        with open(path) as fh:
-            obj = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
+_read_json = common.read_json  # None for a file that is missing, damaged or not ours
 
 
 def _number(v) -> bool:

@@ -213,9 +213,15 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
     assert run_main(script, base + ["--iters", "12", "--out", a], capsys)[0] == 0
     assert run_main(script, base + ["--iters", "7", "--out", b], capsys)[0] == 0
     (db,) = run_dirs(b)
+    summary = os.path.join(db, "summary.json")
+    before = json.load(open(summary))
+    json.dump({**before, "wall_time_s": 1000.0}, open(summary, "w"))  # as if it ran 1000 s
     code, cap = run_main(script, ["--resume", os.path.join(db, "checkpoint.pt"), "--iters", "12"],
                          capsys)
     assert code == 0, cap.err
+    # the resumed run's wall time counts the segment before the resume too
+    assert 1000 < json.load(open(summary))["wall_time_s"] < 1000 + 600
+    assert "with the segments before the resume" in cap.out
     (da,) = run_dirs(a)
     ga, da_, oa = _params(os.path.join(da, "checkpoint.pt"))
     gb, db_, ob = _params(os.path.join(db, "checkpoint.pt"))
