@@ -87,7 +87,10 @@ def num(v, spec=".2f", empty="–"):
 
 
 def spread(r, key, spec=".2f", k="_median"):
-    """'median [min, max]' of a column's three cells (key + k, key + '_min', key + '_max')."""
+    """'median [min, max]' of a column's three cells (key + k, key + '_min', key + '_max'); the
+    median alone for a table that kept no range."""
+    if key + "_min" not in r:
+        return num(r[key + k], spec)
     return f"{num(r[key + k], spec)} [{num(r[key + '_min'], spec)}, " \
            f"{num(r[key + '_max'], spec)}]"
 
@@ -310,7 +313,7 @@ def summary(paths) -> list:
         at = r.get("settled_at_median")
         after = "" if at in ("", None) else ", never settles" if float(at) == float("inf") \
             else f", settles at {num(at, '.0f')}, {num(r.get('ms_per_iter_median'), '.0f')} ms/it"
-        return f"{num(r['w1_over_floor_median'])} ({ok}/{r['runs']}){after}"
+        return f"{spread(r, 'w1_over_floor')} ({ok}/{r['runs']}){after}"
 
     def mixtures(c):
         return " · ".join(modes(toys.get((c, d))) for d in ("8gaussians", "25gaussians"))
@@ -319,7 +322,7 @@ def summary(paths) -> list:
         r = digits.get(c)
         if r is None:
             return "–"
-        return f"{num(r['w1_over_floor_median'])}, {modes(r)}"
+        return f"{spread(r, 'w1_over_floor')}, {modes(r)}"
 
     def w1b(c):
         def trend(funnels):

@@ -118,6 +118,13 @@ def test_the_summary_adds_the_longer_trainings_where_the_learning_curves_are_giv
     (slogan,) = [line for line in longer if "SLOGAN" in line]
     assert slogan.startswith(plain[plain.index(next(x for x in plain if "SLOGAN" in x))][:-1])
     assert slogan.endswith("| 0.74 (3 seeds) · 0.40 |")
+    assert "| SLOGAN (one-sided quotient, λ 10) | 1.26 (3/3) |" in slogan  # no range kept
+    ranged = tmp_path / "ranged.csv"
+    ranged.write_text("config,data,runs,w1_over_floor_median,w1_over_floor_min,"
+                      "w1_over_floor_max,converged,modes_median,n_modes\n"
+                      "slogan-l10,swissroll,3,1.26,1.12,1.27,1.0,,\n")
+    (row,) = [line for line in report.summary([str(ranged)]) if "SLOGAN" in line]
+    assert "| 1.26 [1.12, 1.27] (3/3) |" in row
     (sn,) = [line for line in longer if "spectral" in line]
     assert sn.endswith("| – · – |")  # its one training diverged: no cos
 
