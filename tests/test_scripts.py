@@ -214,8 +214,10 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
     assert run_main(script, base + ["--iters", "7", "--out", b], capsys)[0] == 0
     (db,) = run_dirs(b)
     summary = os.path.join(db, "summary.json")
-    before = json.load(open(summary))
-    json.dump({**before, "wall_time_s": 1000.0}, open(summary, "w"))  # as if it ran 1000 s
+    with open(summary) as fh:
+        before = json.load(fh)
+    with open(summary, "w") as fh:
+        json.dump({**before, "wall_time_s": 1000.0}, fh)  # as if it had run 1000 s
     code, cap = run_main(script, ["--resume", os.path.join(db, "checkpoint.pt"), "--iters", "12"],
                          capsys)
     assert code == 0, cap.err
