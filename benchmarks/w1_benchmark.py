@@ -510,7 +510,8 @@ def small_multiples(series, published, path: str, title: str, xlabel: str, xtick
         raise ValueError("nothing to draw")
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.5 * 2 * nrows + 0.6), layout="constrained")
+    width = max(3.2 * ncols, 6.4)  # one or two panels: still room for the title and legend
+    fig = Figure(figsize=(width, 2.5 * 2 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(2 * nrows, ncols, squeeze=False)
     styles = ["-", "--", ":", "-."]
     xs_all = [p[0] for m in series.values() for c in m.values() for line in c.values()
@@ -576,10 +577,11 @@ def small_multiples(series, published, path: str, title: str, xlabel: str, xtick
             if ll not in labels:
                 handles.append(hh)
                 labels.append(ll)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)),
-               fontsize=8)
-    fig.suptitle(title + " (black: the optimal critic's 1; grey: WGAN-GP; band: the range "
-                 "over the seeds)", fontsize=10)
+    fig.legend(handles, labels, loc="outside lower center",
+               ncols=min(6, len(labels)) if ncols > 2 else 1, fontsize=8)
+    import textwrap
+    fig.suptitle(textwrap.fill(title + " (black: the optimal critic's 1; grey: WGAN-GP; band: "
+                               "the range over the seeds)", int(width * 14)), fontsize=10)
     return common._save(fig, path)
 
 

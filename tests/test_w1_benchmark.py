@@ -497,6 +497,25 @@ def test_the_curves_figure_says_each_panels_seeds_and_draws_their_range(monkeypa
     assert sum(lab.startswith("the panel's constraint") for lab in labels) == 1, labels
 
 
+def test_a_curves_figure_of_one_constraint_has_room_for_its_title_and_legend(monkeypatch):
+    """One constraint's curves (a single column of panels): the title and the legend lie
+    inside the figure, not cut at its edges."""
+    import common
+    r = wb.train("wgan-div", 2, 4, 0, 20, batch=64, at=[10])
+    figures = []
+    monkeypatch.setattr(common, "_save", lambda fig, path: figures.append(fig) or path)
+    wb.curves_figure({wb.key("wgan-div", 2, 4, 0): r}, {**wb.load_pair(2, 4), "true_w1": 1.0},
+                     "unused.png")
+    (fig,) = figures
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # the constrained layout places title and legend
+    inside = fig.bbox.padded(1)
+    for artist in (fig._suptitle, fig.legends[0]):
+        box = artist.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, (artist, box, fig.bbox)
+
+
 def test_the_lambda_grid_trains_each_penalty_at_each_weight():
     a = wb.parse_args(["--only", "gp-onesided", "wgan-sn", "--lambdas", "1", "100", "--dims",
                        "2", "--funnels", "4", "--seeds", "0"])
