@@ -1611,9 +1611,8 @@ class Run:
         self.start = ckpt["iteration"] if ckpt else 0
         # a resumed run's wall time is its segments' together: the summary the last segment left
         # holds theirs (a segment killed before it wrote one is not counted)
-        before = read_json(self.path("summary.json")) if ckpt else None
-        self.before = before["wall_time_s"] if isinstance(before, dict) and isinstance(
-            before.get("wall_time_s"), (int, float)) else 0.0
+        before = (read_json(self.path("summary.json")) or {}).get("wall_time_s") if ckpt else 0
+        self.before = before if isinstance(before, (int, float)) else 0.0
         self.last, self.status, self.why, self.stop, self.t0 = None, "finished", "", None, \
             time.time()
         try:

@@ -284,9 +284,6 @@ def resolved_args(script: str, flags: list) -> dict:
     return {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY}
 
 
-_read_json = common.read_json  # None for a file that is missing, damaged or not ours
-
-
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -322,7 +319,7 @@ def find(folder: str, want: dict) -> Found:
     found = Found()
     for cfg_path in sorted(glob.glob(os.path.join(folder, "*", "config.json")), reverse=True):
         run_dir = os.path.dirname(cfg_path)
-        cfg = _read_json(cfg_path)
+        cfg = common.read_json(cfg_path)
         args = cfg.get("args") if cfg else None
         if not isinstance(args, dict):
             found.foreign += 1
@@ -331,7 +328,7 @@ def find(folder: str, want: dict) -> Found:
         if got != want:
             found.mismatched.append((run_dir, differences(want, got)))
             continue
-        summ = _read_json(os.path.join(run_dir, "summary.json"))
+        summ = common.read_json(os.path.join(run_dir, "summary.json"))
         if os.path.exists(os.path.join(run_dir, "summary.json")) and (
                 summ is None or not summary_ok(summ)):
             found.foreign += 1
@@ -570,7 +567,7 @@ def next_step(folder: str, want: dict):
     if found.done is not None:
         return "skipped (done)", None, []
     if found.resumable:
-        summ = _read_json(os.path.join(found.resumable, "summary.json")) or {}
+        summ = common.read_json(os.path.join(found.resumable, "summary.json")) or {}
         # a run whose graph capture failed says how to go on: without the graph
         return "resumed", found.resumable, (["--no-cuda-graph"] if summ.get("status") ==
                                             "capture_failed" else [])

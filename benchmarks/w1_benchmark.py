@@ -61,6 +61,7 @@ import math
 import os
 import statistics
 import sys
+import textwrap
 import time
 
 import torch
@@ -579,7 +580,6 @@ def small_multiples(series, published, path: str, title: str, xlabel: str, xtick
                 labels.append(ll)
     fig.legend(handles, labels, loc="outside lower center",
                ncols=min(6, len(labels)) if ncols > 2 else 1, fontsize=8)
-    import textwrap
     fig.suptitle(textwrap.fill(title + " (black: the optimal critic's 1; grey: WGAN-GP; band: "
                                "the range over the seeds)", int(width * 14)), fontsize=10)
     return common._save(fig, path)

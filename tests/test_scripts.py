@@ -222,7 +222,8 @@ def test_resume_is_bit_identical_on_cpu(script, tmp_path, capsys):
                          capsys)
     assert code == 0, cap.err
     # the resumed run's wall time counts the segment before the resume too
-    assert 1000 < json.load(open(summary))["wall_time_s"] < 1000 + 600
+    with open(summary) as fh:
+        assert 1000 < json.load(fh)["wall_time_s"] < 1000 + 600
     assert "with the segments before the resume" in cap.out
     (da,) = run_dirs(a)
     ga, da_, oa = _params(os.path.join(da, "checkpoint.pt"))
