@@ -1,45 +1,33 @@
-"""What every method script shares: toy data, the digits, exact-W1 evaluation and figures.
+"""What every method measures and draws: toy data, the digits, exact-W1 evaluation and figures.
 
-Nothing here knows about a particular Lipschitz constraint. Each method script (SCRIPTS, found
-by method_scripts: every top-level script that declares CONFIGS) holds its own models, penalty or
-constraint and training loop, and imports only this module, so that reading one script shows one
-whole method; what every script does around its loop the same way (Run) is here.
+Nothing here knows about a particular Lipschitz constraint, and nothing here runs a script. Each
+method script (SCRIPTS, found by method_scripts: every top-level script that declares CONFIGS)
+holds its own models, penalty or constraint and training loop, so that reading one script shows
+one whole method; what every script does around its loop the same way (arguments, checkpoints,
+run folder, signals, Run) is harness.py, which imports this module (never the other way).
 
 Data (as igul222/improved_wgan_training, gan_toy.py, the WGAN-GP paper's toy code, defines it):
     8gaussians   2·{(±1, 0), (0, ±1), (±1/√2, ±1/√2)} + 0.02·N(0, I), then divided by 1.414
     25gaussians  (2i, 2j), i, j ∈ {-2..2}     + 0.05·N(0, I), then divided by 2.828
     swissroll    t = 1.5π(1 + 2u), (t cos t, t sin t) + 0.25·N(0, I), then divided by 7.5
                  (sklearn.make_swiss_roll(noise=0.25), columns 0 and 2)
-And one small real image set:
-    digits       the 1797 handwritten 8×8 digits that scikit-learn ships (no download), grey
-                 levels scaled to [0, 1], as (N, 1, 8, 8) tensors; 512 of them held out
+And images: the 1797 8×8 digits scikit-learn ships (512 held out) and 5000 MNIST digits (data/).
 
-Evaluation: exact W1 between point clouds or images (an assignment problem, solved by POT),
-its noise floor W1(real, real'), mode statistics for the two mixtures, class coverage and two
-collapsed baselines for the digits.
-
-Figures: the critic's level sets with real (orange) and generated (green) samples beside a map of
-‖∇f‖ (digits: samples ordered by the critic, and histograms of f and ‖∇f‖), and the training
-curves from a run's metrics table.
+Evaluation: exact W1 between point clouds or images (POT), its noise floor W1(real, real'), mode
+statistics for the mixtures, class coverage and collapsed baselines for the images. Figures: the
+critic's level sets and ‖∇f‖ beside the samples, and the training curves of a run's metrics.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import errno
 import io
 import functools
-import inspect
 import json
 import math
 import os
-import platform
 import re
-import shutil
-import signal
 import sys
-import time
 import warnings
 from typing import NamedTuple
 
@@ -110,10 +98,9 @@ def sample(name: str, n: int, device="cpu", generator: torch.Generator | None = 
     inside a captured CUDA graph (leave `generator` None there: the default generator is the one
     CUDA graphs know how to advance on every replay).
 
-    digits, mnist: drawn with replacement from the training split (1285 digits; 4000 MNIST
-    digits), or without (replace=False); split="test" draws n distinct images of the held-out
-    split (512; 1000), which no script trains on. On the toys every draw is fresh, so split and
-    replace change nothing.
+    digits, mnist: drawn with replacement from the training split (1285; 4000 digits), or
+    without (replace=False); split="test" draws n distinct held-out images (512; 1000). On the
+    toys every draw is fresh: split and replace change nothing.
     """
     _check_name(name)
     if n < 0:
@@ -174,7 +161,7 @@ MNIST_TEST = 1000  # MNIST digits held out: 100 of each class
 
 
 @functools.lru_cache(maxsize=None)
-def _mnist_arrays():
+def mnist_arrays():
     """The 5000 MNIST digits as uint8 (5000, 784) and their labels, read once per process."""
     import gzip
     import hashlib
@@ -191,7 +178,7 @@ def _mnist(device: str, dtype: torch.dtype):
     """The 5000 MNIST digits (500 a class, 28×28, grey levels 0–255 scaled to [0, 1]), split once
     by a fixed permutation within each class into 4000 training and 1000 held-out digits (400
     and 100 of each class). Cached per device, as the digits are."""
-    pixels, labels = _mnist_arrays()
+    pixels, labels = mnist_arrays()
     x = torch.tensor(pixels, dtype=dtype).div_(255).reshape(-1, 1, 28, 28)
     y = torch.tensor(labels)
     g = torch.Generator().manual_seed(0)
@@ -207,56 +194,6 @@ def images(name: str, split: str = "train", device="cpu", dtype: torch.dtype = t
     if name == "digits":
         return digits(split, device, dtype)
     return _mnist(str(indexed(device)), dtype)[split]
-
-
-# The WGAN-GP paper's MNIST models (igul222/improved_wgan_training, gan_mnist.py, MODE wgan-gp:
-# no batch norm), at DIM = --dim. One definition for every script: they are the experiment's,
-# not a method's; a method that is an architecture wraps or replaces the critic in its script.
-Z_MNIST = 128  # gan_mnist.py's noise size
-
-
-class MnistCritic(torch.nn.Module):
-    """gan_mnist.py's critic: 5×5 convolutions with stride 2, 1 → dim → 2·dim → 4·dim channels
-    (28×28 → 14×14 → 7×7 → 4×4, TensorFlow's 'SAME' padding), LeakyReLU(0.2), no batch norm,
-    then a linear score. (N, 1, 28, 28) → (N,)."""
-
-    def __init__(self, dim: int = 64):
-        super().__init__()
-        nn = torch.nn
-        self.net = nn.Sequential(
-            nn.Conv2d(1, dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
-            nn.Conv2d(dim, 2 * dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * dim, 4 * dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(4 * 4 * 4 * dim, 1))
-
-    def forward(self, x):
-        return self.net(x).squeeze(-1)
-
-
-class MnistGenerator(torch.nn.Module):
-    """gan_mnist.py's generator: z (N, 128) → linear to 4·4·4dim, ReLU → 5×5 transposed
-    convolutions with stride 2 to 8×8 (cropped to 7×7), 14×14 and 28×28, ReLU between, and a
-    sigmoid for grey levels in [0, 1]. No batch norm (its MODE wgan-gp has none)."""
-
-    def __init__(self, dim: int = 64):
-        super().__init__()
-        nn = torch.nn
-        up = dict(kernel_size=5, stride=2, padding=2, output_padding=1)  # 'SAME': twice as big
-        self.dim = dim
-        self.fc = nn.Sequential(nn.Linear(Z_MNIST, 4 * 4 * 4 * dim), nn.ReLU())
-        self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, **up), nn.ReLU())
-        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, **up), nn.ReLU(),
-                                 nn.ConvTranspose2d(dim, 1, **up), nn.Sigmoid())
-
-    def forward(self, z):
-        x = self.up1(self.fc(z).reshape(len(z), 4 * self.dim, 4, 4))
-        return self.up2(x[:, :, :7, :7])  # gan_mnist.py crops 8×8 to 7×7
-
-
-# Memory of a training step, relative to the toys' MLP of the same --dim (the scripts'
-# step_bytes): weights and activations per unit of width, measured from the models' sizes.
-WEIGHTS = {"mnist": 40}  # gan_mnist.py's convolutions at dim 64: ~2.6 M weights = 640·dim²
-ACTIVATIONS = {"digits": 5, "mnist": 20}
 
 
 def centres(name: str) -> np.ndarray | None:
@@ -297,11 +234,9 @@ def _as_numpy(x, what: str) -> np.ndarray:
 def w1(x, y, num_iter_max: int = 10_000_000) -> float:
     """Exact Wasserstein-1 distance (Euclidean ground cost) between two point clouds.
 
-    Each cloud gets uniform weights; x and y are torch tensors (any device) or numpy arrays of
-    shape (n, d) and (m, d), or images (n, C, H, W), compared pixel by pixel. Solved as a
-    linear program by POT's network simplex (ot.emd2) in float64. The default iteration cap of
-    POT (1e5) stops early on large clouds and then returns a wrong number with only a warning;
-    here that becomes a RuntimeError.
+    Uniform weights; x, y: tensors (any device) or arrays (n, d) and (m, d), or images compared
+    pixel by pixel. POT's network simplex (ot.emd2) in float64; where it stops early (POT's
+    cap of 1e5 iterations: a wrong number with only a warning) a RuntimeError here.
     """
     import ot  # imported here so that data and plots work without POT installed
     from scipy.spatial.distance import cdist
@@ -386,8 +321,7 @@ def collapsed_baselines(name: str) -> dict:
     MNIST ({} on the toys); MNIST's, with its 1000 held-out digits, are read from
     data/mnist_5k.assets.json (benchmarks/mnist_assets.py computes them: a minute)."""
     if name == "mnist":
-        with open(MNIST_ASSETS, encoding="utf-8") as fh:
-            saved = json.load(fh)["baselines"]
+        saved = mnist_assets()["baselines"]
         return {k: saved[k] for k in ("w1_mean_digit", "w1_ot_means")}
     if name != "digits":
         return {}
@@ -399,6 +333,24 @@ def collapsed_baselines(name: str) -> dict:
 
 MNIST_ASSETS = os.path.join(DATA, "mnist_5k.assets.json")  # the baselines' numbers
 MNIST_CLASSIFIER = os.path.join(DATA, "mnist_classifier.pt")  # its weights (made, not committed)
+RESTORE = "git checkout data/ restores it, or benchmarks/mnist_assets.py makes it again"
+
+
+@functools.lru_cache(maxsize=None)
+def mnist_assets() -> dict:
+    """data/mnist_5k.assets.json: the collapsed baselines' W1 and the classifier's held-out
+    accuracy; ValueError in one line where it is missing, torn or lacks a number."""
+    try:
+        with open(MNIST_ASSETS, encoding="utf-8") as fh:
+            saved = json.load(fh)
+        numbers = [saved["baselines"]["w1_mean_digit"], saved["baselines"]["w1_ot_means"],
+                   saved["classifier_accuracy"]]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ValueError("a number is not one")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        why = getattr(e, "strerror", None) or str(e).splitlines()[0] or type(e).__name__
+        raise ValueError(f"{MNIST_ASSETS} is missing or damaged ({why}): {RESTORE}") from None
+    return saved
 
 
 class MnistClassifier(torch.nn.Module):
@@ -421,6 +373,7 @@ class MnistClassifier(torch.nn.Module):
 
 
 MNIST_EPOCHS, MNIST_BATCH, MNIST_LR = 10, 100, 1e-3  # the classifier's training
+MNIST_ACCURACY = 0.95  # what its weights must get right of the held-out digits (97.4 %)
 
 
 def train_mnist_classifier(epochs: int | None = None, seed: int = 0) -> MnistClassifier:
@@ -453,7 +406,13 @@ def _mnist_classifier(device: str):
     they are made, not committed), trained once and written there, under a lock so that
     processes started together train it once."""
     if not os.path.exists(MNIST_CLASSIFIER):
-        with open(MNIST_CLASSIFIER + ".lock", "a") as lock:
+        try:
+            lock = open(MNIST_CLASSIFIER + ".lock", "a")
+        except OSError as e:
+            raise ValueError(f"the classifier's weights are not made yet and {DATA} is not "
+                             f"writable ({e.strerror}): make it writable for the first MNIST "
+                             f"run, which trains them (~20 s)") from None
+        with lock:
             try:
                 import fcntl
                 fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while another process trains it
@@ -463,11 +422,24 @@ def _mnist_classifier(device: str):
                 print(f"[mnist] training the evaluation's classifier once into "
                       f"{MNIST_CLASSIFIER} (~20 s on one thread)", file=sys.stderr, flush=True)
                 tmp = f"{MNIST_CLASSIFIER}.{os.getpid()}.tmp"
-                torch.save(train_mnist_classifier().state_dict(), tmp)
-                os.replace(tmp, MNIST_CLASSIFIER)  # whole or absent, never torn
+                with writing(MNIST_CLASSIFIER, tmp):  # a full disk: no half file left behind
+                    torch.save(train_mnist_classifier().state_dict(), tmp)
+                    os.replace(tmp, MNIST_CLASSIFIER)  # whole or absent, never torn
     net = MnistClassifier()
-    net.load_state_dict(torch.load(MNIST_CLASSIFIER, map_location="cpu", weights_only=True))
-    return net.eval().to(device)
+    try:
+        net.load_state_dict(torch.load(MNIST_CLASSIFIER, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 - whatever a damaged or foreign file raises
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise ValueError(f"{MNIST_CLASSIFIER} is damaged or not this classifier's weights "
+                         f"({why}): delete it, and the next MNIST run trains it again") from None
+    x, y = images("mnist", "test")
+    with torch.no_grad():
+        right = (net.eval()(x).argmax(1) == y).double().mean().item()
+    if right < MNIST_ACCURACY:  # the right shape, other weights (random ones score ~10 %)
+        raise ValueError(f"{MNIST_CLASSIFIER} gets {100 * right:.0f} % of the held-out digits "
+                         f"right, not the ≥ {100 * MNIST_ACCURACY:.0f} % of its training: delete "
+                         f"it, and the next MNIST run trains it again")
+    return net.to(device)
 
 
 def mnist_classifier(device="cpu") -> torch.nn.Module:
@@ -750,11 +722,9 @@ def plot_critic(critic, real, fake, path: str, title: str = "", device=None,
     """Draw the critic's level sets with the samples, and beside them the map of ‖∇f‖; for
     images (real of shape (N, C, H, W)), plot_digits instead.
 
-    Left: filled level sets of f on a 128×128 grid over [-extent, extent]², real samples in
-    orange, generated in green. Right: ‖∇f‖ on the same grid on a diverging scale centred at 1
-    (blue: the critic is flatter than 1-Lipschitz there, red: steeper), with the level
-    ‖∇f‖ = 1 drawn in black. `critic` maps an (N, 2) tensor to (N,) or (N, 1); `fake` may be
-    None. Writes a PNG to `path` and returns the path.
+    Left: level sets of f on a 128×128 grid over [-extent, extent]², real samples orange,
+    generated green (`fake` may be None). Right: ‖∇f‖ on a diverging scale centred at 1 (blue
+    flatter than 1-Lipschitz, red steeper), ‖∇f‖ = 1 in black. Writes a PNG; returns its path.
     """
     if isinstance(real, torch.Tensor) and real.dim() == 4:
         return plot_digits(critic, real, fake, path, title)
@@ -935,33 +905,18 @@ def plot_against_lambda(series, path: str, title: str, ylabel: str, threshold=No
     return _save(fig, path)
 
 
-def read_metrics(path: str) -> list[dict]:
-    """Read a run's metrics.csv into a list of dicts of floats (empty cells, and a cell that is
-    no number, become NaN), without a torn last row (metrics_table)."""
-    def number(v):
-        try:
-            return float(v) if v != "" else math.nan
-        except ValueError:
-            return math.nan
-    header, rows = metrics_table(path)
-    return [{k: number(v) for k, v in zip(header, r)} for r in rows]
-
-
 def plot_curves(metrics, path: str, title: str = "",
                 estimate_label: str = "critic: E f(real) − E f(fake)") -> str:
-    """Training curves from a run's metrics (a list of dicts, or the path of metrics.csv).
+    """Training curves from a run's metrics (a list of dicts: harness.read_metrics).
 
     Panels: the critic's estimate E f(real) − E f(fake) against the exact W1 and its noise floor;
     the penalty (log scale), or for weight clipping the share of weights pinned at ±c; ‖∇f‖ at
     the penalty points; the cosine between the critic-weight gradients of the discrimination term
     and of λR (does the penalty fight the discrimination term?); mode statistics where the run has
-    them, or class coverage on the digits. Columns used: iter, critic_estimate, w1, w1_floor,
-    w1_mean_digit, w1_ot_means, penalty, grad_norm_mean, grad_norm_max, cos_disc_pen, fd,
-    fd_floor, modes, n_modes, high_quality, classes, class_tv; missing ones are skipped.
-    `estimate_label` names the critic_estimate curve (with a GAN loss it is a gap between logits,
-    not a W1 estimate).
+    them, or class coverage on the digits; a column the run lacks is skipped. `estimate_label`
+    names the critic_estimate curve (with a GAN loss a gap between logits, not a W1 estimate).
     """
-    rows = read_metrics(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
+    rows = list(metrics)
 
     def col(name):
         return np.array([float(r.get(name, float("nan"))) for r in rows], dtype=float)
@@ -1087,12 +1042,10 @@ def lipschitz_bound(critic, input_shape=(2,)) -> torch.Tensor:
     maps (the weights as the critic uses them: a parametrized weight, e.g. spectral_norm's, as
     computed now; call it in eval mode, or spectral_norm takes a power-iteration step).
 
-    A convolution's map depends on the size of its input (padding, stride), so each layer's
-    input shape is read off one pass of a zero input of shape (1, *input_shape), and the
-    (zero-padded) convolution's matrix is built exactly by applying it to every unit image.
-    Valid for layers applied one after the other with 1-Lipschitz activations between them
-    (ReLU, LeakyReLU with slope ≤ 1, tanh, GroupSort) and flattening; any other layer needs its
-    own factor.
+    A convolution's matrix is built exactly by applying it to every unit image of its input's
+    shape (read off one pass of a zero input (1, *input_shape)). Valid for layers applied one
+    after the other with 1-Lipschitz activations (ReLU, LeakyReLU ≤ 1, tanh, GroupSort) and
+    flattening between them; any other layer needs its own factor.
     """
     nn = torch.nn
     layers = [m for m in critic.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -1149,94 +1102,6 @@ def flat_grad(loss, params) -> torch.Tensor:
                       for g, p in zip(grads, params)])
 
 
-def step_stats(columns, total: torch.Tensor, n: int, since: float) -> dict:
-    """Means of the training step's outputs summed over n iterations, and the milliseconds per
-    iteration since the time `since`. The clock is read after the means reach the host: that
-    copy is the one sync per evaluation, so the time counts the queued GPU work, not only how
-    fast the host launched it."""
-    means = (total / n).tolist() if n else [math.nan] * len(columns)  # no step yet: no value
-    seconds = time.time() - since
-    return {**dict(zip(columns, means)), "ms_per_iter": 1000 * seconds / n if n else math.nan}
-
-
-def steps_diverged(row: dict, columns) -> bool:
-    """Whether a training step's mean in row is NaN or infinite (an evaluation before the first
-    step has no step values, all NaN, and is not a divergence)."""
-    values = [row[k] for k in columns]
-    if all(math.isnan(v) for v in values) and math.isnan(row["ms_per_iter"]):
-        return False
-    return not all(math.isfinite(v) for v in values)
-
-
-def append_metrics(path: str, row: dict) -> None:
-    """Append one row to a metrics.csv, writing the header first if the file is new. The row is
-    written whole, in one write; a row that a full disk tore before is cut off first."""
-    header, rows = metrics_table(path)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=header or list(row), extrasaction="ignore", restval="")
-    if not header:
-        w.writeheader()
-    w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else  # no value: empty
-                    f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    whole = _metrics_text(header, rows) if header else ""
-    if os.path.exists(path) and whole != _read_text(path):
-        _rewrite(path, whole)  # a torn row (or header) left at the end goes first
-    with writing(path), open(path, "a", newline="") as fh:
-        fh.write(buf.getvalue())
-
-
-def _read_text(path: str) -> str:
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        return fh.read()
-
-
-def _metrics_text(header, rows) -> str:
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header, *rows])  # csv's "\r\n", as DictWriter writes rows
-    return buf.getvalue()
-
-
-def _rewrite(path: str, text: str) -> None:
-    with writing(path, path + ".tmp"):
-        with open(path + ".tmp", "w", newline="", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(path + ".tmp", path)
-
-
-def metrics_table(path: str):
-    """(header, rows) of a metrics.csv as lists of strings, without what a crash or a full disk
-    can leave at its end: a last line without its newline, or rows whose cells do not fit the
-    header. ([], []) for a file that does not exist or holds no whole header."""
-    if not os.path.exists(path):
-        return [], []
-    text = _read_text(path)
-    if not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]  # torn: the last row was cut before its end
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if not rows or not rows[0] or rows[0][0] != "iter":
-        return [], []
-
-    def whole(r):
-        try:
-            return len(r) == len(rows[0]) and int(float(r[0])) >= 0
-        except ValueError:
-            return False
-    return rows[0], [r for r in rows[1:] if whole(r)]
-
-
-def trim_metrics(path: str, upto: int) -> set:
-    """Drop the rows of metrics.csv past iteration `upto` (on resume: a crash between the row and
-    the checkpoint leaves them) and a torn last row (metrics_table), and return the iterations
-    logged."""
-    if not os.path.exists(path):
-        return set()
-    header, rows = metrics_table(path)
-    keep = [r for r in rows if int(float(r[0])) <= upto]
-    if header and _metrics_text(header, keep) != _read_text(path):
-        _rewrite(path, _metrics_text(header, keep))
-    return {int(float(r[0])) for r in keep}
-
-
 class WriteFailed(Exception):
     """A file of a run could not be written (a full disk, most often). Says which file and why;
     no_space tells a full disk (or quota) from other causes."""
@@ -1274,89 +1139,6 @@ def writing(path: str, tmp: str | None = None):
         raise WriteFailed(path, e) from None
 
 
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # NaN and infinity are not JSON: other tools reject them
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    return [_json_safe(x) for x in v] if isinstance(v, (list, tuple)) else v
-
-
-def write_json(path: str, obj) -> None:
-    """Write obj as strict JSON (non-finite numbers become null), atomically."""
-    with writing(path, path + ".tmp"):
-        with open(path + ".tmp", "w") as fh:
-            json.dump(_json_safe(obj), fh, indent=2, default=str, allow_nan=False)
-        os.replace(path + ".tmp", path)
-
-
-def read_json(path: str):
-    """A JSON object from path, or None for a file that is missing, damaged or not a dict."""
-    try:
-        with open(path) as fh:
-            obj = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def versions(device) -> dict:
-    import matplotlib
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "matplotlib": matplotlib.__version__,
-            "device": str(device), "device_name": device_name(device),
-            "cpu_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-class _NoValue(float):
-    """A NaN that prints as "–" whatever the format: a value not measured (iteration 0's step
-    columns) shows as missing in the progress line, not as "+nan", which reads as a failure."""
-
-    def __format__(self, spec):
-        return "–"
-
-
-def shown(row: dict) -> dict:
-    """The row for the progress line, with its speed in it_per_s: NaN values print as "–"."""
-    ms = row.get("ms_per_iter", math.nan)
-    row = {**row, "it_per_s": 1000 / ms if ms and math.isfinite(ms) else math.nan}
-    return {k: _NoValue("nan") if isinstance(v, float) and math.isnan(v) else v
-            for k, v in row.items()}
-
-
-def coverage_text(row: dict) -> str:
-    """The progress line's coverage part: modes on the mixtures, classes on the digits."""
-    if "modes" in row:
-        return f" | {row['modes']}/{row['n_modes']} modes {100 * row['high_quality']:.0f}% hq"
-    if "fd" in row:  # mnist: the feature distance too
-        return (f" | {row['classes']}/{row['n_classes']} classes, TV {row['class_tv']:.2f}, "
-                f"FD {row['fd']:.1f} (floor {row['fd_floor']:.1f})")
-    if "classes" in row:
-        return f" | {row['classes']}/{row['n_classes']} classes, TV {row['class_tv']:.2f}"
-    return ""
-
-
-def progress_line(script: str, row: dict, iters: int, method: str, estimate: str = "est") -> str:
-    """The line a script prints at each evaluation, the same in every script but for `method`:
-    what it shows of its own columns, as a format string of row keys (e.g. "R {penalty:.4f}"),
-    and the name of its estimate. A value not measured yet prints as –."""
-    r = shown(row)
-    return (f"[{script}] it {r['iter']:>6}/{iters} | D {r['loss_d']:+.4f} G {r['loss_g']:+.4f} "
-            + method.format(**r) + f" | W1 {r['w1']:.3f} (floor {r['w1_floor']:.3f})"
-            f" {estimate} {r['critic_estimate']:.3f}{coverage_text(row)}"
-            f" | {r['it_per_s']:.1f} it/s"
-            f" | ETA {fmt_time(row['ms_per_iter'] / 1000 * (iters - row['iter']))}")
-
-
-def fmt_time(s: float) -> str:
-    s = int(s) if math.isfinite(s) and s > 0 else 0
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-# --------------------------------------------------------------------------------------------
-# Running a script: device, run folder, console, signals, CUDA graphs. None of it is a method;
-# every script runs the same way, so it lives here once.
-# --------------------------------------------------------------------------------------------
 def indexed(device) -> torch.device:
     """The device with its index: 'cuda' becomes cuda:<current device>, so that every
     torch.cuda call, cache key and log line names one GPU ('cuda' and 'cuda:0' are the same
@@ -1366,602 +1148,3 @@ def indexed(device) -> torch.device:
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu") if device.type == "cpu" else device
-
-
-def pick_device(name: str) -> torch.device:
-    """Set up the device a run asks for: 'auto' (CUDA if there is one), 'cpu', 'cuda' or
-    'cuda:N'. A CUDA device comes back indexed (see `indexed`), made the current device (streams
-    and CUDA graphs are made on it) and checked by asking it for its memory, the first call that
-    reaches the driver; ValueError with a one-line reason otherwise. Every script and benchmark
-    sets its device up here and nowhere else."""
-    try:
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(name)
-        if device.type == "cpu":
-            return torch.device("cpu")
-        if device.type != "cuda":
-            raise ValueError(f"the scripts run on cpu or cuda, not {device.type}")
-        if not torch.cuda.is_available():
-            raise ValueError(f"CUDA is not available here (torch {torch.__version__}"
-                             f"{'' if torch.backends.cuda.is_built() else ', a CPU-only build'})")
-        n = torch.cuda.device_count()
-        device = indexed(device)
-        if device.index >= n:
-            which = "cuda:0" + (f" to cuda:{n - 1}" if n > 1 else "")
-            raise ValueError(f"there is no {device}: this machine has {n} CUDA device"
-                             f"{'s' if n != 1 else ''} ({which})")
-        torch.cuda.set_device(device)
-        torch.cuda.mem_get_info(device)  # a device that cannot be used fails here, not mid-run
-    except (RuntimeError, ValueError, AssertionError) as e:
-        raise ValueError((str(e) or type(e).__name__).strip().splitlines()[0]) from None
-    return device
-
-
-def device_name(device: torch.device) -> str:
-    """What a table says the run ran on: the GPU's name, or the CPU's."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(indexed(device))
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def graph_wanted(device: torch.device, no_cuda_graph: bool, optimizer: type) -> bool:
-    """Whether the training step is captured into a CUDA graph: on CUDA unless --no-cuda-graph,
-    and only where the installed torch's `optimizer` can step inside one (capturable: RMSprop
-    has it from torch 2.4). Otherwise one line says why, and the run goes eagerly."""
-    if device.type != "cuda" or no_cuda_graph:
-        return False
-    if "capturable" not in inspect.signature(optimizer).parameters:
-        say(f"note: torch {torch.__version__}'s {optimizer.__name__} cannot step inside a CUDA "
-            f"graph (no capturable before torch 2.4): running eagerly, as --no-cuda-graph",
-            err=True)
-        return False
-    return True
-
-
-def memory_of(device: torch.device) -> int:
-    """Bytes of memory the device has in all (the machine's RAM for the CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(indexed(device))[1]
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def writable_folder(path: str) -> str:
-    """Make the folder and check that a file can be written in it, or raise ValueError with a
-    one-line reason (before anything is computed for it)."""
-    if not path:
-        raise ValueError("--out is empty: name a folder (. for the current one)")
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(f"--out {path!r}: cannot write there "
-                         f"({e.strerror or type(e).__name__})") from None
-    return path
-
-
-# The longest name a run writes in its folder ("config-resume<iteration>.json", with room), and
-# the longest path the system takes: a run folder with no room for its files is refused at once.
-RUN_FILE_ROOM = 40
-PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 260
-
-
-def open_run_dir(out: str, prefix: str, resume_dir: str | None = None):
-    """Make a new run folder out/<prefix>-<time> (or take resume_dir) and lock it against a second
-    process; returns (folder, lock file) or raises ValueError. Nothing is written before this."""
-    run_dir = resume_dir
-    if run_dir is None:
-        if not out:
-            raise ValueError("--out is empty: name a folder (. for the current one)")
-        base = os.path.join(out, f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
-        longest = len(os.path.abspath(base)) + len("-999/") + RUN_FILE_ROOM
-        if longest >= PATH_MAX:
-            raise ValueError(f"--out {out!r}: too long: a run folder there leaves no room for "
-                             f"its files ({longest} of the {PATH_MAX} characters a path may have)")
-        for k in range(1000):
-            try:
-                os.makedirs(f"{base}-{k}" if k else base)  # never reuse a run folder
-                run_dir = f"{base}-{k}" if k else base
-                break
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise ValueError(f"--out {out!r}: cannot make a run folder there "
-                                 f"({e.strerror or type(e).__name__})") from None
-    try:
-        return run_dir, hold_lock(os.path.join(run_dir, "lock"),
-                                  f"another process is running {run_dir} right now")
-    except ValueError:
-        if resume_dir is None:  # the folder made here holds nothing yet
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
-def hold_lock(path: str, busy: str):
-    """Hold an exclusive lock on the file at path for as long as the returned file is open, or
-    raise ValueError(busy) if another process holds it, or with the reason when the file cannot
-    be opened (a read-only mount). (Not on Windows: no lock there.)"""
-    try:
-        fh = open(path, "a")
-    except OSError as e:
-        raise ValueError(f"cannot lock {path} ({e.strerror or type(e).__name__}): "
-                         f"it must be writable") from None
-    try:
-        import fcntl
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:
-        pass
-    except OSError:
-        fh.close()
-        raise ValueError(busy) from None
-    return fh
-
-
-def say(msg: str, err: bool = False) -> None:
-    """Print a line; a closed pipe (| head) or a console that cannot show λ never stops a run."""
-    stream = sys.stderr if err else sys.stdout
-    try:
-        print(msg, file=stream, flush=True)
-    except UnicodeEncodeError:
-        print(msg.encode("ascii", "backslashreplace").decode(), file=stream, flush=True)
-    except (BrokenPipeError, ValueError):  # the reader is gone: silence this stream from now on
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-        except (OSError, ValueError):
-            pass
-
-
-class _PipeSafe:
-    """A console stream whose reader may leave (| head, a pager closed): from then on what is
-    written goes to /dev/null, so that a sweep finishes its runs and writes its tables instead
-    of dying of BrokenPipeError in a print."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def _gone(self):
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-        except (OSError, ValueError):
-            pass
-
-    def write(self, text):
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._gone()
-            return len(text)
-
-    def flush(self):
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._gone()
-            try:
-                self._stream.flush()  # what was held goes to /dev/null now
-            except (BrokenPipeError, OSError, ValueError):
-                pass
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
-def robust_console() -> None:
-    """Let a console that cannot encode λ or ‖∇f‖ (cp1252, ascii) print them escaped instead of
-    raising, --help included; and let a reader that leaves (| head) silence the output instead
-    of stopping the program (_PipeSafe)."""
-    for name in ("stdout", "stderr"):
-        s = getattr(sys, name)
-        if hasattr(s, "reconfigure") and (s.encoding or "").lower().replace("-", "") != "utf8":
-            s.reconfigure(errors="backslashreplace")
-        if not isinstance(s, _PipeSafe):
-            setattr(sys, name, _PipeSafe(s))
-
-
-class StopSignal:
-    """The first SIGINT (Ctrl-C) or SIGTERM (schedulers, `timeout`) asks the training loop to
-    stop after this iteration and save; a second Ctrl-C stops at once. Exit code: 128 + signal."""
-
-    def __init__(self):
-        self.signum = None
-        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        self.signum = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def restore(self) -> None:
-        for s, handler in self.old.items():
-            signal.signal(s, handler)
-
-
-class Run:
-    """A method script's run around its training loop, done the same way for every script: the
-    run folder and its lock, config.json, the signals, and how the run ends (status, message,
-    curves, summary.json, exit code). Every script's main reads
-
-        start = restore(...) if ckpt else 0   # a checkpoint that does not fit: exit 2 first
-        run = common.Run(parser, SCRIPT, args, ckpt, device, method_name(args), use_graph, argv)
-        with run.training(start) as logged:   # logged: the iterations metrics.csv holds
-            ...evaluate at start (unless logged), then train while not run.stopped, and set
-            run.last to every evaluation's metrics row
-        return run.end(estimate_label(args))
-
-    Inside `training`, Diverged, CaptureFailed, running out of memory and a file that cannot be
-    written (a full disk) end the run with their status and a one-line reason, the last good
-    checkpoint and figures kept; the first SIGINT or SIGTERM sets run.stopped, so that the loop
-    evaluates, saves and leaves (a second Ctrl-C stops at once). Anything else is a bug and
-    propagates as a traceback.
-    """
-
-    EXIT = {"finished": 0, "diverged": 1, "out_of_memory": 1, "capture_failed": 1,
-            "no_space": 1, "write_failed": 1}
-
-    def __init__(self, parser, script: str, args, ckpt, device, method: str, cuda_graph: bool,
-                 argv):
-        try:
-            self.dir, self.lock = open_run_dir(args.out, f"{script}-{args.data}-s{args.seed}",
-                                               os.path.dirname(ckpt["path"]) if ckpt else None)
-        except ValueError as e:
-            parser.error(str(e))
-        self.script, self.args, self.method = script, args, method
-        self.start = ckpt["iteration"] if ckpt else 0
-        # a resumed run's wall time is its segments' together: the summary the last segment left
-        # holds theirs (a segment killed before it wrote one is not counted)
-        before = (read_json(self.path("summary.json")) or {}).get("wall_time_s") if ckpt else 0
-        self.before = before if isinstance(before, (int, float)) else 0.0
-        self.last, self.status, self.why, self.stop, self.t0 = None, "finished", "", None, \
-            time.time()
-        try:
-            write_json(self.path(f"config-resume{self.start}.json" if ckpt else "config.json"),
-                       {"script": script, "args": vars(args), "method": method,
-                        "argv": sys.argv if argv is None else argv, "cuda_graph": cuda_graph,
-                        "versions": versions(device)})
-        except WriteFailed as e:  # before anything ran: leave no folder that looks like a run
-            self.lock.close()
-            if not ckpt:
-                import shutil
-                shutil.rmtree(self.dir, ignore_errors=True)
-            say(f"[{script}] {e}: nothing ran", err=True)
-            raise SystemExit(1) from None
-        say(f"[{script}] {method} · {args.data} · {args.iters} iterations on {device}"
-            f"{' (CUDA graph)' if cuda_graph else ''}\n[{script}] run folder: {self.dir}")
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.dir, name)
-
-    @property
-    def stopped(self) -> bool:
-        """A SIGINT or SIGTERM came: evaluate, save and leave the loop."""
-        return bool(self.stop and self.stop.signum)
-
-    @contextlib.contextmanager
-    def training(self, start: int):
-        """The training loop's frame: yields the iterations metrics.csv holds (rows past `start`,
-        left by a crash between a row and its checkpoint, are dropped first), and turns the
-        ways a run can stop into its status."""
-        self.start = start
-        logged = trim_metrics(self.path("metrics.csv"), start)
-        if start in logged:  # the run's last good row so far, should it end before the next
-            self.last = next(r for r in read_metrics(self.path("metrics.csv"))
-                             if r["iter"] == start)
-            self.last["iter"] = start
-        self.stop = StopSignal()
-        try:
-            yield logged
-            self.status = "interrupted" if self.stop.signum else "finished"
-        except Diverged as e:
-            self.status, self.why = "diverged", f"{e} became NaN or infinite (try a smaller --lr)"
-        except CaptureFailed as e:  # not safe to go on in this process: stop, say how to resume
-            self.status, self.why = "capture_failed", (
-                f"{e}; continue without the graph: --resume {self.path('checkpoint.pt')} "
-                f"--no-cuda-graph")
-        except WriteFailed as e:  # a full disk: what was written before stays good
-            self.status, self.why = "no_space" if e.no_space else "write_failed", str(e)
-        except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors are RuntimeErrors
-            if not isinstance(e, MemoryError) and "memory" not in str(e):
-                raise
-            self.status, self.why = "out_of_memory", "out of memory (try a smaller --batch or " \
-                "--dim): " + str(e).strip().splitlines()[0]
-        finally:
-            self.stop.restore()
-
-    def end(self, estimate_label: str) -> int:
-        """Draw the curves (unless the run failed), write summary.json, say how the run ended,
-        release the folder; returns the exit code: 0 finished, 1 failed, 128 + the signal."""
-        good = self.last["iter"] if self.last else self.start
-        a, s = self.args, self.script
-        if not self.why:
-            try:
-                plot_curves(self.path("metrics.csv"), self.path("curves.png"),
-                            title=self.method, estimate_label=estimate_label)
-            except WriteFailed as e:
-                self.status, self.why = "no_space" if e.no_space else "write_failed", str(e)
-        if self.why:
-            say(f"[{s}] stopped after iteration {good}: {self.why}. The last good checkpoint and "
-                f"figures (iteration {good}) are kept in {self.dir}", err=True)
-        if self.status == "interrupted":
-            say(f"[{s}] interrupted at iteration {good}: checkpoint and figures written; "
-                f"continue with --resume {self.path('checkpoint.pt')}")
-        seconds = time.time() - self.t0
-        try:
-            write_json(self.path("summary.json"), {
-                "status": self.status, "iteration": good, "wall_time_s": self.before + seconds,
-                "run_dir": self.dir, "method": self.method, "data": a.data,
-                "why": self.why or None, "final": self.last})
-        except WriteFailed as e:
-            say(f"[{s}] {e}: the run has no summary; --resume {self.path('checkpoint.pt')} "
-                f"writes it once there is space", err=True)
-        say(f"[{s}] {self.status} in {fmt_time(seconds)}"
-            + (f" ({fmt_time(self.before + seconds)} with the segments before the resume)"
-               if self.before else "") + f" · run folder: {self.dir}")
-        self.lock.close()
-        return self.EXIT.get(self.status, 128 + ((self.stop and self.stop.signum) or 2))
-
-
-class CaptureFailed(Exception):
-    """Capturing the training step into a CUDA graph failed. The run stops: a failed capture can
-    leave the capture stream current and the CUDA generator and allocator in states PyTorch
-    does not promise to recover from (CUDAGraph::reset), so going on in the same process is not
-    safe. The last checkpoint is good; --resume it with --no-cuda-graph."""
-
-
-class CudaGraphStep:
-    """Wraps a training step step(n) -> tensor so that it is captured once into a CUDA graph and
-    then replayed: a toy step is launch-bound, and a replay launches it all at once.
-
-    The first `warmup` calls run eagerly on a side stream (real iterations, which also create the
-    optimiser state); then torch.cuda.graph captures it, one graph per argument n (weight
-    clipping's 100- and 5-step iterations). A capture that fails raises CaptureFailed with a
-    one-line reason. The step must not sync with the host and its optimisers must be capturable.
-    """
-
-    def __init__(self, step, warmup: int = 3):
-        self.step, self.warmup, self.side, self.graphs = step, warmup, torch.cuda.Stream(), {}
-
-    def __call__(self, n: int) -> torch.Tensor:
-        g = self.graphs.setdefault(n, [self.warmup, None, None])  # [warm-ups left, graph, out]
-        if g[0] <= 0 and g[1] is None:
-            try:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    out = self.step(n)
-            except Exception as e:
-                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise CaptureFailed(f"CUDA graph capture failed ({type(e).__name__}: {text})") \
-                    from e
-            g[1], g[2] = graph, out
-        if g[1] is not None:
-            g[1].replay()
-            return g[2]
-        g[0] -= 1
-        self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side):
-            out = self.step(n)
-        torch.cuda.current_stream().wait_stream(self.side)
-        return out
-
-
-# Arguments and checkpoints ------------------------------------------------------------------
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the defaults in --help, and errors as one line with exit code 2. `check`,
-    if given, sees every parsed namespace and returns what is wrong with it (flags that are fine
-    one by one but not together), or None: whoever parses a script's flags (the script, a sweep,
-    a benchmark) gets the same verdict. `resolve`, if given, fills the defaults that depend on
-    other flags (parse_or_resume calls it, after the data's defaults)."""
-
-    def __init__(self, check=None, resolve=None, **kw):
-        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw)
-        self.check, self.resolve = check, resolve
-
-    def parse_known_args(self, args=None, namespace=None):
-        ns, rest = super().parse_known_args(args, namespace)
-        if self.check is not None and all(hasattr(ns, a.dest) for a in self._actions
-                                          if a.dest != "help"):  # given_options' partial parse
-            problem = self.check(ns)
-            if problem:
-                self.error(problem)
-        return ns, rest
-
-    def error(self, message):  # one line and exit code 2, without the usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def number(kind, lo=-math.inf, hi=math.inf, lo_ok=True, hi_ok=True):
-    """An argparse type: a finite int or float in the given range, or a one-line error."""
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        inside = (v >= lo if lo_ok else v > lo) and (v <= hi if hi_ok else v < hi)
-        if not (math.isfinite(v) and inside):
-            span = f"{'[' if lo_ok else '('}{lo}, {hi}{']' if hi_ok else ')'}"
-            raise argparse.ArgumentTypeError(f"must be a finite number in {span}, got {text}")
-        return v
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-CHECKPOINT_KEYS = {"script", "iteration", "args", "G", "D", "opt_g", "opt_d", "rng_cpu", "rng_cuda"}
-
-
-def save_checkpoint(run_dir: str, state: dict, device) -> None:
-    """torch.save the state with the random generators' states, atomically: a crash while
-    writing leaves the previous checkpoint intact."""
-    state = {**state, "rng_cpu": torch.get_rng_state(),
-             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-    path = os.path.join(run_dir, "checkpoint.pt")
-    with writing(path, path + ".tmp"):
-        torch.save(state, path + ".tmp")
-        os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
-    """Load a checkpoint of `script` (without running any pickled code), or raise ValueError
-    saying why it is not one."""
-    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
-    if not os.path.isfile(path):
-        raise ValueError(f"no checkpoint at {path!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds here for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a checkpoint ({type(e).__name__})") from None
-    found = ckpt.get("script") if isinstance(ckpt, dict) else None
-    if found != script:
-        raise ValueError(f"{path} is not a checkpoint of {script}.py"
-                         + (f" (it is from {found}.py)" if isinstance(found, str) else ""))
-    if not CHECKPOINT_KEYS <= set(ckpt) or not isinstance(ckpt["args"], dict) \
-            or set(ckpt["args"]) != arg_names:
-        raise ValueError(f"{path} is damaged or from another version of {script}.py")
-    return {**ckpt, "path": os.path.abspath(path)}
-
-
-def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
-    """Load an optimiser's state for this run, whichever device wrote it: load_state_dict also
-    restores the writer's `capturable`, which must match this run's (CUDA graph or not). A state
-    tensor whose shape is not its weight's (a damaged checkpoint) is a ValueError here, not a
-    traceback at the first step: torch checks only the number of weights."""
-    opt.load_state_dict(state)
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        for name, v in opt.state.get(p, {}).items():
-            if torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape:
-                raise ValueError(f"optimiser state {name!r} of weight {i} has shape "
-                                 f"{tuple(v.shape)}, the weight {tuple(p.shape)}")
-    for group in opt.param_groups:
-        group["capturable"] = capturable
-    for st in opt.state.values():  # a capturable step count lives beside the weights
-        if capturable or torch.is_tensor(st.get("step")):  # older RMSprop keeps a Python int
-            st["step"] = torch.as_tensor(st["step"], dtype=torch.float32).to(
-                device if capturable else "cpu")
-
-
-def restore_rng(ckpt: dict, device) -> None:
-    """Restore the random streams a checkpoint saved. A checkpoint written on the CPU holds no
-    CUDA stream: resumed on a GPU, the CUDA generator gets a seed of its own from the run's seed
-    and iteration, so the noise of the first iterations is not drawn again."""
-    torch.set_rng_state(ckpt["rng_cpu"])
-    if device.type == "cuda":
-        if ckpt["rng_cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-        else:
-            torch.cuda.manual_seed(resume_seed(ckpt["args"]["seed"], ckpt["iteration"]))
-
-
-def resume_seed(seed: int, iteration: int) -> int:
-    """A seed for a random stream picked up at `iteration` with no saved state: a function of
-    the run's seed and the iteration, unlike the seed the run started from."""
-    return (seed * 6_364_136_223_846_793_005 + iteration * 1_442_695_040_888_963_407 + 1) % 2**63
-
-
-# Defaults that differ by dataset, where the command line does not set them: the digits'
-# convolutions cost more per iteration than the toys' MLPs, and converge in fewer iterations
-# (a 2000-iteration run takes ~5 min on 2 CPU cores).
-# Defaults that follow --data (a flag given on the command line wins). MNIST: gan_mnist.py's
-# batch 50 and DIM 64; its 200,000 iterations take days on a CPU, where one takes 1.7 s on one
-# thread (benchmarks/speed.py --data mnist): 1000 take half an hour there.
-DATA_DEFAULTS = {"digits": {"iters": 2000},
-                 "mnist": {"iters": 1000, "batch": 50, "dim": 64, "eval_every": 250}}
-
-
-def given_options(parser, argv) -> set:
-    """The destinations of the options written on the command line (not left at a default)."""
-    defaults = {a: a.default for a in parser._actions}
-    for a in parser._actions:
-        a.default = argparse.SUPPRESS
-    try:
-        return set(vars(parser.parse_args(argv)))
-    finally:
-        for a, d in defaults.items():
-            a.default = d
-
-
-def parse_or_resume(parser, argv, script: str, resumable: set):
-    """Parse the command line, filling DATA_DEFAULTS for its --data and then the parser's
-    resolve (defaults that depend on other flags); with --resume, load the checkpoint and
-    continue with the arguments it was made with (checked as a command line is: a damaged or
-    tampered checkpoint is refused), of which the command line may change only `resumable`.
-    A run that reached its --iters but has no summary yet (killed while it wrote its figures)
-    is completed without training. Returns (args, checkpoint or None); a bad command line is
-    a one-line error and exit 2."""
-    args = parser.parse_args(argv)
-    if getattr(args, "data", None) == "mnist":  # a damaged or missing file: refused up front
-        try:
-            _mnist_arrays()
-        except (OSError, ValueError) as e:
-            parser.error(f"--data mnist: {e}")
-    if args.resume is None:
-        given = given_options(parser, argv)
-        for k, v in DATA_DEFAULTS.get(args.data, {}).items():
-            if k not in given:
-                setattr(args, k, v)
-        if parser.resolve is not None:
-            parser.resolve(args)
-        return args, None
-    try:
-        ckpt = load_checkpoint(args.resume, script, set(vars(args)))
-        check_saved_args(parser, ckpt)
-    except ValueError as e:
-        parser.error(f"--resume: {e}")
-    given = given_options(parser, argv) - {"resume"}
-    changed = {k for k in given - resumable if getattr(args, k) != ckpt["args"].get(k)}
-    if changed:  # repeating a value the run already has is no change
-        parser.error("--resume continues a run as it was configured; it cannot change "
-                     + ", ".join("--" + k.replace("_", "-") for k in sorted(changed)))
-    args = argparse.Namespace(**{**ckpt["args"], "resume": args.resume,
-                                 **{k: getattr(args, k) for k in given}})
-    if args.iters < ckpt["iteration"] or (args.iters == ckpt["iteration"] and run_ended(ckpt)):
-        parser.error(f"--resume: the run is at iteration {ckpt['iteration']} already; pass "
-                     f"--iters larger than that to continue it")
-    return args, ckpt
-
-
-def run_ended(ckpt) -> bool:
-    """Whether the run of this checkpoint has its summary: it ended (a run killed between its
-    last checkpoint and its summary has none, and --resume completes it)."""
-    try:
-        with open(os.path.join(os.path.dirname(ckpt["path"]), "summary.json")) as fh:
-            return json.load(fh).get("status") in ("finished", "diverged")
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_saved_args(parser, ckpt: dict) -> None:
-    """A checkpoint's arguments pass the checks the command line passes: rebuilt into the flags
-    that give them and parsed by the script's own parser (types, ranges, choices, the flags
-    that go together), each value as it was saved; its iteration is a count within its
-    --iters. ValueError saying what is damaged otherwise: nothing but tensors is trusted."""
-    saved, argv = ckpt["args"], []
-    for act in parser._actions:
-        if not act.option_strings or act.dest in ("help", "resume"):
-            continue
-        v, flag = saved.get(act.dest), act.option_strings[0]
-        if isinstance(act, argparse._StoreTrueAction):
-            if not isinstance(v, bool):
-                raise ValueError(f"damaged checkpoint: {flag} is {v!r}, not true or false")
-            argv += [flag] if v else []
-        elif v is None:
-            if act.default is not None:
-                raise ValueError(f"damaged checkpoint: it has no {flag}")
-        else:
-            argv += [flag, *(map(str, v) if isinstance(v, list) and act.nargs else [str(v)])]
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            parsed = vars(parser.parse_args(argv))
-    except SystemExit:
-        why = (err.getvalue().strip().splitlines() or ["refused"])[-1].split("error: ", 1)[-1]
-        raise ValueError(f"damaged checkpoint: its arguments are refused ({why})") from None
-    for k, v in parsed.items():
-        if k != "resume" and (saved.get(k) != v or type(saved.get(k)) is not type(v)) \
-                and not (isinstance(v, float) and isinstance(saved.get(k), int)):
-            raise ValueError(f"damaged checkpoint: --{k.replace('_', '-')} is "
-                             f"{saved.get(k)!r}")
-    it = ckpt["iteration"]
-    if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= saved["iters"]:
-        raise ValueError(f"damaged checkpoint: its iteration is {it!r}, not a count from 0 to "
-                         f"its --iters {saved['iters']}")

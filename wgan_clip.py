@@ -38,16 +38,18 @@ import torch
 import torch.nn as nn
 
 import common
-from common import say
+import harness
+from harness import say
 
 SCRIPT = os.path.splitext(os.path.basename(__file__))[0]
-RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph"}  # what --resume may change
+RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph", "threads"}  # --resume may change
 
 
 # ---------------------------------------------------------------------------------- the method
 @torch.no_grad()
-def clip_weights_(critic: nn.Module, c: float) -> None:
-    """Clip every parameter of the critic to [−c, c] in place (Arjovsky et al. 2017, Alg. 1)."""
+def clip_weights_(critic: torch.nn.Module, c: float) -> None:
+    """Clip every parameter of the critic to [−c, c] in place (Arjovsky et al. 2017, Alg. 1).
+    To copy: clip_weights_ (with import torch)."""
     for p in critic.parameters():
         p.clamp_(-c, c)
 
@@ -81,7 +83,25 @@ def estimate_label(args) -> str:
     return "critic: E f(real) − E f(fake)"
 
 
-# --------------------------------------------------------------------------------------- models
+# ---------------------------------------------------------------------------------- the critic
+def critic_net(widths, args) -> nn.Module:
+    """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
+    benchmark's: [D, h, h, 1]): this method needs nothing of the architecture."""
+    return mlp(widths)
+
+
+def make_critic(args) -> nn.Module:
+    """The run's critic: the MLP on the toys, convolutions on the digits and MNIST."""
+    if args.data == "mnist":
+        return MnistCritic(args.dim)
+    if args.data == "digits":
+        return ConvCritic(args.dim)
+    return Critic(critic_net([2, *[args.dim] * 3, 1], args))
+
+
+# ------------------------------------------------------ models (the same in every method script)
+# The experiment's, not a method's: gan_toy.py's MLPs on the toys, small convolutions on the
+# digits, the WGAN-GP paper's pair on MNIST; a method builds its critic in make_critic, above.
 def mlp(widths) -> nn.Sequential:
     """Linear layers of these widths with ReLU between them; the toys' G and critic have three
     hidden layers, as gan_toy.py's (no batch norm: the penalty is per sample, and batch norm
@@ -90,28 +110,21 @@ def mlp(widths) -> nn.Sequential:
     return nn.Sequential(*[m for lin in layers for m in (lin, nn.ReLU())][:-1])
 
 
-def critic_net(widths, args) -> nn.Module:
-    """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
-    benchmark's: [D, h, h, 1]): this method needs nothing of the architecture."""
-    return mlp(widths)
-
-
 class Critic(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x):  # (N, 2) -> (N,); no sigmoid: a Wasserstein critic outputs a score
-        return self.net(x).squeeze(-1)
+    def forward(self, x):  # (N, ...) -> (N,), flattened first; a score, no sigmoid
+        return self.net(x.flatten(1)).squeeze(-1)
 
 
-Z_DIGITS = 16  # latent size for the digits; on the toys z is drawn in the data's own plane
+Z_DIGITS, Z_MNIST = 16, 128  # latent sizes; on the toys z is drawn in the data's own plane
 
 
 class ConvCritic(nn.Module):
-    """The critic for the 8×8 digits, in the shape of gan_mnist.py's (igul222/
-    improved_wgan_training): convolutions 8×8 → 8×8 → 4×4 → 2×2 of dim/8, dim/4 and dim/2
-    channels with LeakyReLU(0.2), then a linear score. No batch norm, for the reason at mlp."""
+    """The digits' critic, gan_mnist.py's (igul222/improved_wgan_training) scaled down: convs
+    8×8 → 8×8 → 4×4 → 2×2 of dim/8, dim/4, dim/2 channels, LeakyReLU(0.2), a linear score."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -137,24 +150,70 @@ def conv_generator(dim: int) -> nn.Sequential:
         nn.Conv2d(c, 1, 3, padding=1), nn.Sigmoid())
 
 
+class MnistCritic(nn.Module):
+    """gan_mnist.py's critic (MODE wgan-gp, no batch norm): 5×5 convolutions with stride 2, 1 → dim
+    → 2·dim → 4·dim channels ('SAME' padding: 28 → 14 → 7 → 4), LeakyReLU(0.2), a linear score."""
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv2d(dim, 2 * dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * dim, 4 * dim, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(4 * 4 * 4 * dim, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+class MnistGenerator(nn.Module):
+    """gan_mnist.py's generator (no batch norm): z (N, 128) → linear to 4·4·4dim → 5×5 transposed
+    convolutions to 8×8 (cropped to 7×7), 14×14 and 28×28, ReLU between, a sigmoid for [0, 1]."""
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        up = dict(kernel_size=5, stride=2, padding=2, output_padding=1)  # 'SAME': twice as big
+        self.dim = dim
+        self.fc = nn.Sequential(nn.Linear(Z_MNIST, 4 * 4 * 4 * dim), nn.ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, **up), nn.ReLU())
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, **up), nn.ReLU(),
+                                 nn.ConvTranspose2d(dim, 1, **up), nn.Sigmoid())
+
+    def forward(self, z):
+        x = self.up1(self.fc(z).reshape(len(z), 4 * self.dim, 4, 4))
+        return self.up2(x[:, :, :7, :7])  # gan_mnist.py crops 8×8 to 7×7
+
+
 def make_models(args):
-    """(G, D): the MLPs on the toys, the convolutional pair on the digits."""
-    if args.data == "mnist":  # gan_mnist.py's pair (common.py)
-        return common.MnistGenerator(args.dim), common.MnistCritic(args.dim)
-    if args.data == "digits":
-        return conv_generator(args.dim), ConvCritic(args.dim)
-    return mlp([2, *[args.dim] * 3, 2]), Critic(critic_net([2, *[args.dim] * 3, 1], args))
+    """(G, D): the data's generator and the method's critic (make_critic), G made first."""
+    if args.data == "mnist":
+        G = MnistGenerator(args.dim)
+    else:
+        G = conv_generator(args.dim) if args.data == "digits" else mlp([2, *[args.dim] * 3, 2])
+    return G, make_critic(args)
 
 
 def z_dim(args) -> int:
-    return {"digits": Z_DIGITS, "mnist": common.Z_MNIST}.get(args.data, 2)
+    return {"digits": Z_DIGITS, "mnist": Z_MNIST}.get(args.data, 2)
+
+
+def fake_batch(G, real, args, generator=None):
+    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
+    FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
+    if args.fixed_generator:
+        return real + torch.randn(real.shape, device=real.device, generator=generator)
+    return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
+
+
+# A step's memory against the toys' MLP of one --dim (step_bytes; MNIST: 2.6 M weights, 640·dim²)
+WEIGHTS, ACTIVATIONS = {"mnist": 40}, {"digits": 5, "mnist": 20}
 
 
 # ------------------------------------------------------------------------------------ arguments
-def build_parser() -> common.ArgumentParser:
-    p = common.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
+def build_parser() -> harness.ArgumentParser:
+    p = harness.ArgumentParser(prog=f"{SCRIPT}.py", description=__doc__.split("\n\n")[0])
     m = p.add_argument_group("method")
-    m.add_argument("--clip", type=common.number(float, 0, lo_ok=False), default=0.01,
+    m.add_argument("--clip", type=harness.number(float, 0, lo_ok=False), default=0.01,
                    help="clip every critic parameter to [−c, c] after each critic update")
     m.add_argument("--no-warmup-schedule", action="store_true",
                    help="always --n-critic critic steps, without the paper code's 100 critic "
@@ -163,40 +222,30 @@ def build_parser() -> common.ArgumentParser:
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
                    help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "
                         "28×28 MNIST digits (data/), the WGAN-GP paper's models")
-    t.add_argument("--iters", type=common.number(int, 1), default=5000,
+    t.add_argument("--iters", type=harness.number(int, 1), default=5000,
                    help="generator iterations (2000 on digits, 1000 on mnist)")
-    t.add_argument("--n-critic", type=common.number(int, 1), default=5,
+    t.add_argument("--n-critic", type=harness.number(int, 1), default=5,
                    help="critic steps per generator step")
-    t.add_argument("--batch", type=common.number(int, 2), default=256,
+    t.add_argument("--batch", type=harness.number(int, 2), default=256,
                    help="batch size (50 on mnist, gan_mnist.py's)")
-    t.add_argument("--lr", type=common.number(float, 0, lo_ok=False), default=5e-5,
+    t.add_argument("--lr", type=harness.number(float, 0, lo_ok=False), default=5e-5,
                    help="RMSProp learning rate (G and critic)")
-    t.add_argument("--dim", type=common.number(int, 1), default=128,
+    t.add_argument("--dim", type=harness.number(int, 1), default=128,
                    help="hidden width of G and critic (gan_toy.py: 512); on digits, twice the "
                         "channels of the widest convolution; on mnist gan_mnist.py's DIM (64)")
     t.add_argument("--fixed-generator", action="store_true",
                    help="no generator: train the critic alone against fake = real + N(0, I)")
-    t.add_argument("--seed", type=common.number(int, 0, 2**63, hi_ok=False), default=0,
+    t.add_argument("--seed", type=harness.number(int, 0, 2**63, hi_ok=False), default=0,
                    help="random seed")
-    r = p.add_argument_group("running")
-    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    r.add_argument("--no-cuda-graph", action="store_true",
-                   help="on CUDA, run the training step eagerly instead of replaying a CUDA graph")
-    r.add_argument("--eval-every", type=common.number(int, 1), default=500,
-                   help="evaluate (exact W1, figures, checkpoint) every this many iterations")
-    r.add_argument("--out", default="runs", help="parent folder of the run folder")
-    r.add_argument("--resume", metavar="PATH",
-                   help="checkpoint.pt (or its run folder) to continue; may change only "
-                        + ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE)))
-    return p
+    return harness.running_arguments(p, RESUMABLE)
 
 
 def step_bytes(args) -> int:
     """A rough upper estimate of one training step's memory: weights with their gradients and
     optimiser state, and activations kept for the double backward (~5× more per unit of
     width in the digits' convolutions than in the toys' MLPs)."""
-    acts = 48 * args.batch * args.dim * common.ACTIVATIONS.get(args.data, 1)
-    return 4 * (16 * args.dim ** 2 * common.WEIGHTS.get(args.data, 1) + acts)
+    acts = 48 * args.batch * args.dim * ACTIVATIONS.get(args.data, 1)
+    return 4 * (16 * args.dim ** 2 * WEIGHTS.get(args.data, 1) + acts)
 
 
 # ------------------------------------------------------------------------------ training step
@@ -210,14 +259,6 @@ def make_optimizers(G, D, args, capturable: bool):
     kw = {"capturable": True} if capturable else {}
     return (OPTIMIZER(G.parameters(), lr=args.lr, **kw),
             OPTIMIZER(D.parameters(), lr=args.lr, **kw))
-
-
-def fake_batch(G, real, args, generator=None):
-    """Generated samples for this batch, or real + N(0, I) with --fixed-generator (gan_toy.py's
-    FIXED_GENERATOR: each fake is a noisy copy of the real point beside it)."""
-    if args.fixed_generator:
-        return real + torch.randn(real.shape, device=real.device, generator=generator)
-    return G(torch.randn(len(real), z_dim(args), device=real.device, generator=generator))
 
 
 def train_step(G, D, opt_g, opt_d, args, n_critic: int) -> torch.Tensor:
@@ -281,7 +322,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     and print a progress line. stats: the training step's means since the last evaluation."""
     row = {"iter": it, **stats}
     weights = torch.cat([p.detach().reshape(-1) for p in [*G.parameters(), *D.parameters()]])
-    if common.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
+    if harness.steps_diverged(row, STEP_COLUMNS) or not torch.isfinite(weights).all():
         raise common.Diverged("a loss or a weight")
     row.update(evaluate(G, D, args, device, it))
     gen = torch.Generator(device).manual_seed(args.seed + 17)  # the same points in every figure
@@ -291,11 +332,11 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
     common.plot_critic(D, real, fake, os.path.join(
         run_dir, "critic_final.png" if final else f"critic_{it:06d}.png"),
         title=f"{method_name(args)} · {args.data} · iteration {it}")
-    common.save_checkpoint(run_dir, {
+    harness.save_checkpoint(run_dir, {
         "script": SCRIPT, "iteration": it, "args": vars(args), "G": G.state_dict(),
         "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}, device)
-    common.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
-    say(common.progress_line(SCRIPT, row, args.iters,
+    harness.append_metrics(os.path.join(run_dir, "metrics.csv"), row)
+    say(harness.progress_line(SCRIPT, row, args.iters,
                               "at ±c {clipped_share:.0%} K {lipschitz_bound:.3g}"))
     return row
 
@@ -312,57 +353,29 @@ CONFIGS = {
 
 
 # ------------------------------------------------------ run files (the same in every method script)
-def restore(ckpt, G, D, opt_g, opt_d, device, capturable: bool) -> int:
-    """Load a checkpoint's weights, optimiser and random states onto this run's device; one
-    whose tensors do not fit this run is a one-line error and exit 2, before anything is
-    written."""
-    try:
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        common.load_optimizer(opt_g, ckpt["opt_g"], device, capturable)
-        common.load_optimizer(opt_d, ckpt["opt_d"], device, capturable)
-        common.restore_rng(ckpt, device)
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-        why = (str(e).strip() or type(e).__name__).splitlines()[0]
-        build_parser().error(f"--resume: damaged checkpoint {ckpt['path']}: its tensors do not "
-                             f"fit this run ({why})")
-    return ckpt["iteration"]
-
-
 def parse(argv):
     """The run's arguments (the checkpoint's on --resume), checkpoint and device, or a one-line
     error and exit 2 before anything is written."""
-    common.robust_console()
-    parser = build_parser()
-    args, ckpt = common.parse_or_resume(parser, argv, SCRIPT, RESUMABLE)
-    try:
-        device = common.pick_device(args.device)
-    except ValueError as e:
-        parser.error(f"--device {args.device!r}: {e}")
-    if step_bytes(args) > common.memory_of(device):
-        parser.error(f"--batch {args.batch} with --dim {args.dim} needs about "
-                     f"{step_bytes(args) / 2**30:.0f} GiB, more than the "
-                     f"{common.memory_of(device) / 2**30:.0f} GiB of {device}")
-    return args, ckpt, device
+    return harness.parse(build_parser(), argv, SCRIPT, RESUMABLE, step_bytes)
 
 
 # ------------------------------------------------------ main loop (the same in every method script)
 def main(argv=None) -> int:
     args, ckpt, device = parse(argv)
-    use_graph = common.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
+    use_graph = harness.graph_wanted(device, args.no_cuda_graph, OPTIMIZER)
     torch.manual_seed(args.seed)
     G, D = (m.to(device) for m in make_models(args))
     opt_g, opt_d = make_optimizers(G, D, args, capturable=use_graph)
-    start = restore(ckpt, G, D, opt_g, opt_d, device, use_graph) if ckpt else 0
-    run = common.Run(build_parser(), SCRIPT, args, ckpt, device, method_name(args), use_graph,
+    start = harness.restore(build_parser(), ckpt, G, D, opt_g, opt_d, device, use_graph)
+    run = harness.Run(build_parser(), SCRIPT, args, ckpt, device, method_name(args), use_graph,
                      argv)  # the run folder, its lock and config.json, or one line and exit 2
     step = functools.partial(train_step, G, D, opt_g, opt_d, args)
-    run_step = common.CudaGraphStep(step) if use_graph else step
+    run_step = harness.CudaGraphStep(step) if use_graph else step
     acc, it, mark = torch.zeros(len(STEP_COLUMNS), device=device), start, (start, time.time())
     with run.training(start) as logged:  # NaN, out of memory, a failed capture: the run's status
         if start not in logged:  # a new run, or one stopped between its checkpoint and its row
             run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device,
-                                    common.step_stats(STEP_COLUMNS, acc, 0, mark[1]),
+                                    harness.step_stats(STEP_COLUMNS, acc, 0, mark[1]),
                                     final=it == args.iters)
             mark = (it, time.time())
         while it < args.iters and not run.stopped:  # Ctrl-C or SIGTERM: evaluate, save, leave
@@ -371,7 +384,7 @@ def main(argv=None) -> int:
             acc += run_step(critic_steps(args, it))
             it += 1
             if it % args.eval_every == 0 or it == args.iters or run.stopped:
-                stats = common.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
+                stats = harness.step_stats(STEP_COLUMNS, acc, it - mark[0], mark[1])
                 run.last = log_and_save(run.dir, it, G, D, opt_g, opt_d, args, device, stats,
                                         final=it == args.iters or run.stopped)
                 acc.zero_()

@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 import report  # noqa: E402
 
 
@@ -49,18 +50,18 @@ def collapsed_sets(name: str, n: int, seed: int) -> dict:
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="batch_w1.py", description=__doc__.split("\n\n")[0])
+    p = harness.ArgumentParser(prog="batch_w1.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", choices=common.TOYS, default=list(common.TOYS),
                    help="toy datasets (the digits' figures: in every --data digits run)")
-    p.add_argument("--ns", type=common.number(int, 2, 4096), nargs="+", default=[64, 256, 1024],
+    p.add_argument("--ns", type=harness.number(int, 2, 4096), nargs="+", default=[64, 256, 1024],
                    help="sample sizes")
-    p.add_argument("--draws", type=common.number(int, 2), default=10,
+    p.add_argument("--draws", type=harness.number(int, 2), default=10,
                    help="independent real samples per size")
     p.add_argument("--out", default=None, help="folder for batch_w1.md, .csv and .png")
     a = p.parse_args(argv)
     if a.out is not None:  # before the computing, not after it
         try:
-            common.writable_folder(a.out)
+            harness.writable_folder(a.out)
         except ValueError as e:
             p.error(str(e))
     return a

@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 import report  # noqa: E402
 import sweep  # noqa: E402
 
@@ -52,8 +53,8 @@ def grid(lambdas=None) -> list:
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
-    seed = common.number(int, 0, 2**63, hi_ok=False)
+    p = harness.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
+    seed = harness.number(int, 0, 2**63, hi_ok=False)
     p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2],
                    help="seeds on the swiss roll")
     p.add_argument("--mixture-seeds", type=seed, nargs="+", default=[0],
@@ -65,17 +66,17 @@ def parse_args(argv=None):
                    help="datasets (default: all but mnist, whose runs take 30 min each on a "
                         "CPU thread at its width, 3-28 at --dim 32: ask for it, with --only, as "
                         "the report's MNIST comparison does)")
-    p.add_argument("--iters", type=common.number(int, 1), default=None,
+    p.add_argument("--iters", type=harness.number(int, 1), default=None,
                    help="generator iterations for every run (default: each script's default)")
-    p.add_argument("--iters-scale", type=common.number(float, 0, 1000, lo_ok=False), default=1.0,
+    p.add_argument("--iters-scale", type=harness.number(float, 0, 1000, lo_ok=False), default=1.0,
                    help="run each configuration for this fraction of its script's default "
                         "iterations (ignored with --iters)")
-    p.add_argument("--dim", type=common.number(int, 1), default=None,
+    p.add_argument("--dim", type=harness.number(int, 1), default=None,
                    help="hidden width (default: the scripts')")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-generator study")
-    p.add_argument("--lambdas", type=common.number(float, 0), nargs="+", default=None,
+    p.add_argument("--lambdas", type=harness.number(float, 0), nargs="+", default=None,
                    help="the λ grid: run each selected penalty at each of these weights instead "
                         "of its own (named <config>@λ<value>; configurations without --lambda "
                         "are left out); adds the λ figure lambda-<data>.png")
@@ -97,8 +98,9 @@ def parse_args(argv=None):
     sweep.check_args(p, a, [g[0] for g in grid(a.lambdas)])
     sweep.check_where(p, a, argv)
     # a seed given twice would run twice into one folder
-    for name in ("seeds", "mixture_seeds", "digits_seeds"):
-        setattr(a, name, list(dict.fromkeys(getattr(a, name))))
+    for name in ("seeds", "mixture_seeds", "digits_seeds", "data"):  # and a dataset
+        if getattr(a, name) is not None:
+            setattr(a, name, list(dict.fromkeys(getattr(a, name))))
     if not a.out or (os.path.exists(a.out) and not os.path.isdir(a.out)):
         p.error(f"--out {a.out!r} must name a folder")
     return a
@@ -308,11 +310,11 @@ def lambda_figure(table, data: str, path: str) -> str:
 
 
 def die(message: str):
-    common.ArgumentParser(prog="compare.py").error(message)
+    harness.ArgumentParser(prog="compare.py").error(message)
 
 
 def main(argv=None):
-    common.robust_console()  # λ on any console; | head never stops a sweep
+    harness.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)  # the runs execute in the repository's root
     runs = plan(a)

@@ -28,14 +28,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 
 SCRIPTS = common.SCRIPTS
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0])
+    p = harness.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", help="the GPU to check: cuda or cuda:N")
-    p.add_argument("--iters", type=common.number(int, 1), default=300,
+    p.add_argument("--iters", type=harness.number(int, 1), default=300,
                    help="generator iterations of each short run")
     p.add_argument("--no-tests", action="store_true", help="skip the CUDA tests")
     p.add_argument("--no-speed", action="store_true", help="skip the speed table")
@@ -65,6 +66,11 @@ def commands(a, out):
                      [py, f"{script}.py", "--data", "mnist", "--device", a.device, "--iters",
                       str(a.iters), "--eval-every", str(a.iters), "--out",
                       os.path.join(out, script + "-mnist")], True))
+    for ortho in ("cayley", "matrix_exp"):  # GroupSort's faster maps: eager by design
+        todo.append((f"wgan_groupsort {ortho}", [
+            py, "wgan_groupsort.py", "--ortho-map", ortho, "--device", a.device, "--iters",
+            str(a.iters), "--eval-every", str(a.iters), "--out",
+            os.path.join(out, f"wgan_groupsort-{ortho}"), "--no-cuda-graph"], False))
     if not a.no_speed:
         for script in SCRIPTS:
             todo.append((f"speed {script}", [py, os.path.join("benchmarks", "speed.py"),
@@ -96,12 +102,12 @@ def main(argv=None) -> int:
             print(f"{label:<20} {' '.join(argv_)}")
         return 0
     try:
-        device = common.pick_device(a.device)
+        device = harness.pick_device(a.device)
     except ValueError as e:
         parser.error(f"--device {a.device!r}: {e}")
     if device.type != "cuda":
         parser.error(f"--device {a.device!r}: this checks a GPU; {device} is not one")
-    where = f"{common.device_name(device)} ({device})"
+    where = f"{harness.device_name(device)} ({device})"
     out = a.out or tempfile.mkdtemp(prefix="gpu_check-")
     todo = commands(a, out)
     import torch
@@ -126,7 +132,7 @@ def main(argv=None) -> int:
             failed.append(label)
     verdict = "PASS" if not failed else f"FAIL ({len(failed)} of {len(todo)}: {', '.join(failed)})"
     print(f"\ngpu_check: {verdict} on {where}, torch {torch.__version__}, "
-          f"{len(todo)} checks in {common.fmt_time(time.time() - t0)}"
+          f"{len(todo)} checks in {harness.fmt_time(time.time() - t0)}"
           + (f"; runs in {out}" if a.out else ""), flush=True)
     if not a.out:
         import shutil

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 
 
 @torch.no_grad()
@@ -39,14 +40,14 @@ def baselines() -> dict:
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="mnist_assets.py", description=__doc__.split("\n\n")[0])
+    p = harness.ArgumentParser(prog="mnist_assets.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true",
                    help="train again and compare with what is committed; write nothing")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    common.robust_console()
+    harness.robust_console()
     a = parse_args(argv)
     t = time.time()
     net = common.train_mnist_classifier()
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         print("the same as committed" if same else f"differs from the committed {saved}")
         return 0 if same else 1
     torch.save(net.state_dict(), common.MNIST_CLASSIFIER)
-    common.write_json(common.MNIST_ASSETS, {
+    harness.write_json(common.MNIST_ASSETS, {
         "data": os.path.basename(common.MNIST_FILE), "sha256": common.MNIST_SHA256,
         "classifier_accuracy": acc, "baselines": base,
         "command": "python benchmarks/mnist_assets.py", "torch": torch.__version__})

@@ -256,9 +256,9 @@ def run_all(fn, jobs, cpus: float, gpus: float, retries: int, report, tag: str, 
     task = ray.remote(on_board).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
                                         retry_exceptions=[RunKilled])
     refs = {task.remote(board, key, fn, *args): key for key, args in jobs}
-    from sweep import Signals  # the driver's side only: the workers never wait on signals
+    import harness  # the driver's side only: the workers never wait on signals
     cancelled = 0  # what was asked so far: 1 stop gently, 2 at once
-    with Signals() as stop:
+    with harness.Signals() as stop:
         while refs:
             asked = 2 if stop.at_once else 1 if stop.signum is not None else 0
             if asked > cancelled:

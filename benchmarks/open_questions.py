@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 import report  # noqa: E402
 import sweep  # noqa: E402
 
@@ -46,10 +47,10 @@ def grid() -> list:
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="open_questions.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=common.number(int, 0, 2**63, hi_ok=False), nargs="+",
+    p = harness.ArgumentParser(prog="open_questions.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=harness.number(int, 0, 2**63, hi_ok=False), nargs="+",
                    default=[0, 1, 2], help="seeds (swiss roll)")
-    p.add_argument("--iters-scale", type=common.number(float, 0, 1000, lo_ok=False), default=1.0,
+    p.add_argument("--iters-scale", type=harness.number(float, 0, 1000, lo_ok=False), default=1.0,
                    help="fraction of each script's default iterations")
     p.add_argument("--only", nargs="+", default=None,
                    help="keep configurations whose name contains one of these strings")
@@ -91,7 +92,7 @@ def plan(a):
 
 def ms_per_iter(s):
     """Median training time per generator iteration of a run (None before its second row)."""
-    rows = common.read_metrics(os.path.join(s["folder"], "metrics.csv"))[1:]
+    rows = harness.read_metrics(os.path.join(s["folder"], "metrics.csv"))[1:]
     values = [float(r["ms_per_iter"]) for r in rows if r["ms_per_iter"] == r["ms_per_iter"]]
     return statistics.median(values) if values else None
 
@@ -176,11 +177,11 @@ def distance_figure(runs, a, ended):
 
 
 def main(argv=None):
-    common.robust_console()  # λ on any console; | head never stops a sweep
+    harness.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     a.out = os.path.abspath(a.out)
     runs = plan(a)
-    die = common.ArgumentParser(prog="open_questions.py").error
+    die = harness.ArgumentParser(prog="open_questions.py").error
     try:
         wants, lock, cluster = sweep.prepare(runs, a, "questions")
     except ValueError as e:

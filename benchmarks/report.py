@@ -33,11 +33,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import common  # noqa: E402
+import harness  # noqa: E402
 import sweep  # noqa: E402
 
 DOCUMENTS = ("README.md", os.path.join("results", "README.md"))
-MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->[ \t]*\n)(.*?)(<!-- /table -->)", re.S)
 
 
 class ReportError(ValueError):
@@ -428,11 +428,16 @@ def update(text: str, doc: str = "the document") -> str:
         expect_open = not expect_open
     if not expect_open:
         raise ReportError(f"{doc}: the last table never closes (a lost <!-- /table -->?)")
+    found = {m.start() for m in MARKER.finditer(text)}
+    for m in MARKERS.finditer(text):  # an opening marker the rewrite would not see: never skip
+        if m.group(1).startswith("table ") and m.start() not in found:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ReportError(f"{doc}:{line}: a table marker with more than its line after it")
     return MARKER.sub(lambda m: m.group(1) + render(m.group(2), m.group(3)) + m.group(5), text)
 
 
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
+    p = harness.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true",
                    help="change nothing; exit 1 if a generated table is out of date")
     return p.parse_args(argv)
@@ -441,7 +446,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """0: every table is up to date (or rewritten); 1: --check found one out of date; 2: a
     document or a CSV it cannot render from, and nothing is rewritten."""
-    common.robust_console()  # λ on any console; | head never stops a sweep
+    harness.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
     new = {}
     for doc in DOCUMENTS:

@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 
 # ------------------------------------------------------------------- what the methods declare
 # Where a configuration can run (the `runs` tags of a script's CONFIGS): the comparison grid on
@@ -97,16 +98,23 @@ def at_lambdas(configs, lambdas) -> list:
     saying its base configuration and λ; configurations without a --lambda are left out, and
     one that differs from an earlier one by its λ alone is the same grid: left out too."""
     out, seen = [], set()
+    lambdas = list(dict.fromkeys(float(lam) for lam in lambdas))  # one given twice runs once
     for name, script, spec in configs:
         flags = spec["flags"]
         rest = without_lambda(flags)
         if not takes_lambda(script) or (script, rest) in seen:  # λ alone tells them apart:
             continue  # gp-twosided-l0.1 at λ 1 is gp-twosided-l10 at λ 1, run once
         seen.add((script, rest))
-        out += [(f"{name}{LAMBDA}{lam:g}", script,
-                 {**spec, "flags": flags + ["--lambda", f"{lam:g}"], "base": name,
+        out += [(f"{name}{LAMBDA}{lambda_text(lam)}", script,
+                 {**spec, "flags": flags + ["--lambda", lambda_text(lam)], "base": name,
                   "lambda": lam}) for lam in lambdas]
     return out
+
+
+def lambda_text(lam: float) -> str:
+    """λ as a name and a flag: short (1, 0.1, 100) where that is the number itself, else every
+    digit, so that two values never share one name or one run (1 and 1.0000001)."""
+    return f"{lam:g}" if float(f"{lam:g}") == lam else repr(float(lam))
 
 
 def without_lambda(flags) -> tuple:
@@ -131,7 +139,7 @@ def default_iters(script, flags, data="swissroll"):
     """The generator iterations the script would run with these flags on this data (some
     defaults depend on other flags, e.g. dragan.py's on --loss, and on the data)."""
     mod = importlib.import_module(script)
-    args, _ = common.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
+    args, _ = harness.parse_or_resume(mod.build_parser(), flags + ["--data", data], script, set())
     return args.iters
 
 
@@ -157,7 +165,7 @@ def converged(s) -> bool:
 
 
 def settling(rows) -> dict:
-    """How a run got where it ended, from its metrics rows (common.read_metrics):
+    """How a run got where it ended, from its metrics rows (harness.read_metrics):
 
         settled_at   the first evaluation from which W1 ≤ CONVERGED × floor at every later one
                      (None: it was above at its last evaluation: never settled)
@@ -193,8 +201,12 @@ def settling_columns(folders) -> dict:
     runs = []
     for folder in folders:
         path = os.path.join(folder or "", "metrics.csv")
-        runs.append(settling(common.read_metrics(path)) if folder and os.path.exists(path)
-                    else settling([]))
+        ended = harness.read_json(os.path.join(folder or "", "summary.json")) or {}
+        if folder and os.path.exists(path) and ended.get("status") != "diverged":
+            runs.append(settling(harness.read_metrics(path)))
+        else:  # a diverged run never settled, whatever its last good evaluation said
+            runs.append({**settling([]), **({"ms_per_iter": settling(harness.read_metrics(
+                path))["ms_per_iter"]} if folder and os.path.exists(path) else {})})
     at = [r["settled_at"] if r["settled_at"] is not None else math.inf for r in runs]
     return {"settled_at_median": statistics.median(at) if at else None,
             "settled_runs": sum(r["settled_at"] is not None for r in runs),
@@ -264,7 +276,7 @@ def load_final(s, script: str):
 
 # ---------------------------------------------------------------------- the identity of a run
 # Arguments that do not change what a run computes, and so do not make it another run.
-NOT_IDENTITY = {"out", "resume", "eval_every", "no_cuda_graph"}
+NOT_IDENTITY = {"out", "resume", "eval_every", "no_cuda_graph", "threads"}
 # Arguments a sweep sets itself: --extra may not set them.
 SWEEP_SETS = {"--out", "--resume", "--data", "--seed", "--device", "--fixed-generator"}
 
@@ -277,7 +289,7 @@ def resolved_args(script: str, flags: list) -> dict:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args, _ = common.parse_or_resume(mod.build_parser(), list(flags), script, set())
+            args, _ = harness.parse_or_resume(mod.build_parser(), list(flags), script, set())
     except SystemExit:
         why = (err.getvalue().strip().splitlines() or ["refused"])[-1]
         raise ValueError(f"{' '.join(flags)}: {why}") from None
@@ -319,16 +331,18 @@ def find(folder: str, want: dict) -> Found:
     found = Found()
     for cfg_path in sorted(glob.glob(os.path.join(folder, "*", "config.json")), reverse=True):
         run_dir = os.path.dirname(cfg_path)
-        cfg = common.read_json(cfg_path)
+        cfg = harness.read_json(cfg_path)
         args = cfg.get("args") if cfg else None
         if not isinstance(args, dict):
             found.foreign += 1
             continue
-        got = {k: v for k, v in args.items() if k not in NOT_IDENTITY}
+        # A flag added after the run was made is missing from its config: its default None
+        # means the behaviour the run had (a flag with another default would change it).
+        got = {k: args.get(k) for k in set(args) | set(want) if k not in NOT_IDENTITY}
         if got != want:
             found.mismatched.append((run_dir, differences(want, got)))
             continue
-        summ = common.read_json(os.path.join(run_dir, "summary.json"))
+        summ = harness.read_json(os.path.join(run_dir, "summary.json"))
         if os.path.exists(os.path.join(run_dir, "summary.json")) and (
                 summ is None or not summary_ok(summ)):
             found.foreign += 1
@@ -357,9 +371,9 @@ def prepare(runs, a, tag: str):
     wants = identities(runs)
     if not a.ray and not a.no_run:
         check_device(a.device)
-    common.writable_folder(a.out)
-    common.writable_folder(os.path.join(a.out, "runs"))
-    lock = common.hold_lock(os.path.join(a.out, ".sweep.lock"),
+    harness.writable_folder(a.out)
+    harness.writable_folder(os.path.join(a.out, "runs"))
+    lock = harness.hold_lock(os.path.join(a.out, ".sweep.lock"),
                             f"another sweep is writing into {a.out} right now")
     try:
         return wants, lock, None if a.no_run else join_cluster(a, tag)
@@ -400,29 +414,29 @@ def check_args(parser, a, names) -> None:
 
 def add_where_arguments(p, jobs: int, what: str = "runs") -> None:
     """--jobs for the local pool, or --ray and its resources: how a sweep's runs execute."""
-    p.add_argument("--jobs", type=common.number(int, 1), default=jobs,
+    p.add_argument("--jobs", type=harness.number(int, 1), default=jobs,
                    help=f"{what} at a time on this machine")
     g = p.add_argument_group("on a Ray cluster (pip install -r requirements-ray.txt)")
     g.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                    help=f"send each of the {what} to a Ray cluster as a task: auto (the cluster "
                         "this machine is part of, or the one RAY_ADDRESS names) or the head's "
                         "host:port")
-    g.add_argument("--cpus-per-run", type=common.number(float, 0, lo_ok=False), default=1.0,
+    g.add_argument("--cpus-per-run", type=harness.number(float, 0, lo_ok=False), default=1.0,
                    help="CPUs each task holds, fractions allowed; a run uses floor(CPUs) "
                         "threads, at least one")
-    g.add_argument("--gpus-per-run", type=common.number(float, 0, 1000), default=0.0,
+    g.add_argument("--gpus-per-run", type=harness.number(float, 0, 1000), default=0.0,
                    help="GPUs each task holds, fractions allowed: 0.125 packs eight runs on "
                         "one GPU; needed for --device cuda")
-    p.add_argument("--heartbeat", type=common.number(float, 0, lo_ok=False), default=10.0,
+    p.add_argument("--heartbeat", type=harness.number(float, 0, lo_ok=False), default=10.0,
                    help="minutes: while no run ends, say the counts again this often")
-    g.add_argument("--retries", type=common.number(int, 0, 100), default=2,
+    g.add_argument("--retries", type=harness.number(int, 0, 100), default=2,
                    help="times a run is tried again when its worker, node or training process "
                         "dies; after that it is reported failed")
 
 
 def check_where(p, a, argv) -> None:
     """The checks of add_where_arguments that need no cluster: one-line error, exit 2."""
-    given = common.given_options(p, argv)
+    given = harness.given_options(p, argv)
     ray_only = [f for f in ("cpus_per_run", "gpus_per_run", "retries") if f in given]
     if not a.ray and ray_only:
         p.error(f"--{ray_only[0].replace('_', '-')} is for --ray; on this machine --jobs says "
@@ -459,43 +473,11 @@ def join_cluster(a, tag: str):
 
 
 def check_device(name: str) -> None:
-    """The device every run will use exists here (common.pick_device), or ValueError."""
+    """The device every run will use exists here (harness.pick_device), or ValueError."""
     try:
-        common.pick_device(name)
+        harness.pick_device(name)
     except ValueError as e:
         raise ValueError(f"--device {name!r}: {e}") from None
-
-
-class Signals:
-    """SIGINT and SIGTERM while a sweep runs. The first asks it to stop gently: first(signum)
-    (the runs write their checkpoints, the tables of what finished are written). A Ctrl-C after
-    it asks for at once: again(signum). A SIGTERM after it is the same request as the first and
-    changes nothing: `timeout` sends SIGTERM to the process and again to its process group, and
-    the second copy must not throw away what the first asked to keep (a scheduler that means
-    "now" sends SIGKILL). signum: the first signal, or None; at_once: a Ctrl-C came after it."""
-
-    def __init__(self, first=None, again=None):
-        self.first, self.again = first, again
-        self.signum, self.at_once, self.old = None, False, {}
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self.old[s] = signal.signal(s, self.handle)
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-    def handle(self, signum, frame):
-        if self.signum is None:
-            self.signum = signum
-            if self.first:
-                self.first(signum)
-        elif signum == signal.SIGINT:
-            self.at_once = True
-            if self.again:
-                self.again(signum)
 
 
 class Runner:
@@ -506,7 +488,7 @@ class Runner:
 
     def __init__(self, env=None):
         self.env, self.children, self.lock = env, set(), threading.Lock()
-        self.signals = Signals(self._send, lambda signum: self._send(signal.SIGKILL))
+        self.signals = harness.Signals(self._send, lambda signum: self._send(signal.SIGKILL))
 
     @property
     def signum(self):
@@ -567,7 +549,7 @@ def next_step(folder: str, want: dict):
     if found.done is not None:
         return "skipped (done)", None, []
     if found.resumable:
-        summ = common.read_json(os.path.join(found.resumable, "summary.json")) or {}
+        summ = harness.read_json(os.path.join(found.resumable, "summary.json")) or {}
         # a run whose graph capture failed says how to go on: without the graph
         return "resumed", found.resumable, (["--no-cuda-graph"] if summ.get("status") ==
                                             "capture_failed" else [])
@@ -587,7 +569,7 @@ class Progress:
     def counts(self, running: int) -> str:
         left = self.todo - self.ran
         eta = "" if not left or not self.ran else \
-            f", ETA {common.fmt_time(left * self.seconds / self.ran / self.slots)}"
+            f", ETA {harness.fmt_time(left * self.seconds / self.ran / self.slots)}"
         failed = f", {self.failed} failed" if self.failed else ""
         self.last = time.time()
         return f"[{self.tag}] {self.done}/{self.total} done{failed}, {running} running{eta}"
@@ -756,7 +738,7 @@ def in_processes(fn, named, jobs: int, report_one, tag: str, quiet=None):
               file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
-    stop = Signals(again=at_once).__enter__()
+    stop = harness.Signals(again=at_once).__enter__()
     futures = []
     try:
         futures = [pool.submit(fn, *args) for _, args in named]

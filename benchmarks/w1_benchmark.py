@@ -72,6 +72,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
+import harness
 import report  # noqa: E402
 import sweep  # noqa: E402
 
@@ -109,7 +110,7 @@ def method(name: str):
     script, flags = next((sc, fl) for n, sc, fl, _ in constraints() if n == base)
     flags = flags + (["--lambda", f"{lam:g}"] if lam is not None else [])
     mod = importlib.import_module(script)
-    args, _ = common.parse_or_resume(mod.build_parser(), flags, script, set())
+    args, _ = harness.parse_or_resume(mod.build_parser(), flags, script, set())
     return mod, args
 
 
@@ -265,7 +266,7 @@ def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int =
     training that finds one of itself there goes on from it (bit for bit on the CPU), so an
     interrupted sweep loses at most the iterations since the last point."""
     torch.set_num_threads(threads)
-    device = common.pick_device(device)
+    device = harness.pick_device(device)
     mod, args = method(name)
     pair = load_pair(dim, funnels)
     points = eval_points(iters, at)
@@ -296,7 +297,7 @@ def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int =
         if checkpoint and point < iters:
             save_training(checkpoint, me, D, opt, g, device, done, seconds, curve)
     out = {**me, "batch": batch, "seconds": seconds, "ms_per_iter": 1000 * seconds / iters,
-           **curve[-1], "cos_at_start": curve[0]["cos"], "device": common.device_name(device),
+           **curve[-1], "cos_at_start": curve[0]["cos"], "device": harness.device_name(device),
            "threads": threads}
     out["curve"] = [{**out, **c} for c in curve[1:]]
     for row in [out, *out["curve"]]:
@@ -703,25 +704,25 @@ def pair_figure(rows, pair, path):
 
 # ------------------------------------------------------------------------------------------ main
 def parse_args(argv=None):
-    p = common.ArgumentParser(prog="w1_benchmark.py", description=__doc__.split("\n\n")[0])
+    p = harness.ArgumentParser(prog="w1_benchmark.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--dims", type=int, nargs="+", choices=DIMS, default=[2, 8, 32, 128],
                    help="the pairs' dimensions")
     p.add_argument("--funnels", type=int, nargs="+", choices=FUNNELS, default=[4, 64],
                    help="the pairs' funnel counts")
-    p.add_argument("--seeds", type=common.number(int, 0, 2**31, hi_ok=False), nargs="+",
+    p.add_argument("--seeds", type=harness.number(int, 0, 2**31, hi_ok=False), nargs="+",
                    default=[0, 1, 2], help="seeds of each training")
-    p.add_argument("--iters", type=common.number(int, 1), default=None,
+    p.add_argument("--iters", type=harness.number(int, 1), default=None,
                    help=f"critic iterations per training (default {SHORT_ITERS}: the default "
                         f"command's budget on 2 CPU cores; with --protocol paper, "
                         "theirs for each solver family)")
     p.add_argument("--protocol", choices=("short", "paper"), default="short",
                    help="short: --iters for every constraint; paper: their iterations (5,000 "
                         "clipping, 10,000 SN, 25,000 sort-out and CoWGAN, 60,000 the rest)")
-    p.add_argument("--eval-at", type=common.number(int, 1), nargs="+", default=None,
+    p.add_argument("--eval-at", type=harness.number(int, 1), nargs="+", default=None,
                    help="iterations at which each training is also measured, for its learning "
                         "curve (default: 100, 200, 500, 1000, 2000, 5000, ... below --iters); "
                         "its last iteration always is")
-    p.add_argument("--lambdas", type=common.number(float, 0), nargs="+", default=None,
+    p.add_argument("--lambdas", type=harness.number(float, 0), nargs="+", default=None,
                    help="the λ grid: train each selected penalty at each of these weights "
                         "instead of its own (<config>@λ<value>); adds lambda-cos.png and "
                         "lambda-estimate.png")
@@ -747,11 +748,11 @@ def parse_args(argv=None):
         setattr(a, k, list(dict.fromkeys(getattr(a, k))))
     try:
         if not a.ray:  # on Ray the workers have the devices
-            common.pick_device(a.device)
+            harness.pick_device(a.device)
     except ValueError as e:
         p.error(f"--device {a.device!r}: {e}")
     try:
-        common.writable_folder(a.out)
+        harness.writable_folder(a.out)
     except ValueError as e:
         p.error(str(e))
     return a
@@ -767,9 +768,9 @@ def plan(a) -> list:
 
 
 def main(argv=None) -> int:
-    common.robust_console()  # λ on any console; | head never stops a sweep
+    harness.robust_console()  # λ on any console; | head never stops a sweep
     a = parse_args(argv)
-    die = common.ArgumentParser(prog="w1_benchmark.py").error
+    die = harness.ArgumentParser(prog="w1_benchmark.py").error
     todo = plan(a)
     command = "python benchmarks/w1_benchmark.py " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv)
@@ -777,7 +778,7 @@ def main(argv=None) -> int:
         if not ours(os.path.join(a.out, "results.md")):
             raise ValueError(f"--out {a.out} holds a results.md that w1_benchmark.py did not "
                              f"write: choose another --out")
-        lock = common.hold_lock(os.path.join(a.out, ".sweep.lock"),
+        lock = harness.hold_lock(os.path.join(a.out, ".sweep.lock"),
                                 f"another sweep is writing into {a.out} right now")
     except ValueError as e:
         die(str(e))
@@ -860,7 +861,7 @@ def main(argv=None) -> int:
                 continue
             figures.append(pair_figure(kept_critics(a.out, store), pair,
                                        os.path.join(a.out, f"pair-2d-{w}.png")))
-    print(f"[w1] done in {common.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}, "
+    print(f"[w1] done in {harness.fmt_time(time.time() - t0)}: {os.path.join(a.out, 'results.md')}, "
           + ", ".join(os.path.basename(f) for f in figures)
           + (f"; {len(failed)} failed" if failed else "")
           + (f"; interrupted: {len(missing)} of {len(todo)} not done, the same command "

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import common
+import harness
 from test_scripts import QUICK_ALL, ROOT, SCRIPTS, quick, run_dirs, run_main
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -113,8 +114,8 @@ def test_no_cuda_at_all_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in ("cuda", "cuda:0"):
         with pytest.raises(ValueError, match="CUDA is not available"):
-            common.pick_device(name)
-    assert common.pick_device("auto") == torch.device("cpu")
+            harness.pick_device(name)
+    assert harness.pick_device("auto") == torch.device("cpu")
 
 
 def test_a_gpu_the_driver_refuses_is_one_line(fake_cuda, monkeypatch):
@@ -123,18 +124,18 @@ def test_a_gpu_the_driver_refuses_is_one_line(fake_cuda, monkeypatch):
                            "CUDA kernel errors might be asynchronously reported")
     monkeypatch.setattr(torch.cuda, "mem_get_info", broken)
     with pytest.raises(ValueError) as e:
-        common.pick_device("cuda")
+        harness.pick_device("cuda")
     assert str(e.value) == "CUDA error: CUDA-capable device(s) is/are busy or unavailable"
 
 
 def test_memory_and_names_ask_an_indexed_device(fake_cuda):
     """memory_of and device_name take an index-less device too (torch 2.3's mem_get_info
     does not), and name the card they ask about."""
-    assert common.memory_of(torch.device("cuda")) == 80 * GIB
+    assert harness.memory_of(torch.device("cuda")) == 80 * GIB
     fake_cuda.current = 1
-    assert common.device_name(torch.device("cuda")) == "Fake GPU 1"
-    assert common.device_name(torch.device("cuda:0")) == "Fake GPU 0"
-    assert common.versions(torch.device("cuda:1"))["device_name"] == "Fake GPU 1"
+    assert harness.device_name(torch.device("cuda")) == "Fake GPU 1"
+    assert harness.device_name(torch.device("cuda:0")) == "Fake GPU 0"
+    assert harness.versions(torch.device("cuda:1"))["device_name"] == "Fake GPU 1"
 
 
 def test_digits_are_copied_to_a_gpu_once(fake_cuda, monkeypatch):
@@ -149,7 +150,7 @@ def test_digits_are_copied_to_a_gpu_once(fake_cuda, monkeypatch):
 
 
 def test_the_scripts_leave_torch_cuda_to_common():
-    """Device set-up lives in common.pick_device alone: no script calls torch.cuda itself."""
+    """Device set-up lives in harness.pick_device alone: no script calls torch.cuda itself."""
     for name in SCRIPTS:
         with open(os.path.join(ROOT, name + ".py"), encoding="utf-8") as fh:
             assert "torch.cuda." not in fh.read(), name
@@ -272,6 +273,8 @@ STEP_CASES = [(s, []) for s in SCRIPTS] + [
                                                "interpolate")],
     ("dragan", ["--one-sided", "--loss", "wgan"]), ("dragan", ["--lp-lambda", "1"]),
     ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--lp-lambda", "1"]),
+    *[("zero_centred", ["--perturb", p]) for p in ("fake", "interpolate")],
+    ("zero_centred", ["--loss", "wgan", "--center", "1"]),
     ("wgan_clip", ["--warmup-schedule-on"]),  # 100 critic steps: a graph of its own
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator"]),
     *[(s, ["--fixed-generator"]) for s in ("slogan", "dragan", "wgan_clip", "wgan_sn",
@@ -288,7 +291,7 @@ def _models(script, extra, capturable):
     mod = importlib.import_module(script)
     flags = [f for f in extra if f != "--warmup-schedule-on"]
     base = QUICK_ALL if "--warmup-schedule-on" in extra else quick(script)
-    args, _ = common.parse_or_resume(mod.build_parser(), base + flags + ["--dim", "8", "--batch",
+    args, _ = harness.parse_or_resume(mod.build_parser(), base + flags + ["--dim", "8", "--batch",
                                                                          "8"], script, set())
     torch.manual_seed(0)
     G, D = mod.make_models(args)
@@ -364,7 +367,7 @@ class FakeGraphAPI:
 
 def test_graph_step_warms_up_captures_once_per_n_and_replays(monkeypatch):
     api, calls = FakeGraphAPI(monkeypatch), []
-    run = common.CudaGraphStep(lambda n: calls.append(n) or torch.full((), float(n)), warmup=2)
+    run = harness.CudaGraphStep(lambda n: calls.append(n) or torch.full((), float(n)), warmup=2)
     outs = [run(5) for _ in range(5)] + [run(100) for _ in range(4)]
     # 2 eager warm-ups, 1 capture (the step traced once), then replays; per n
     assert calls == [5, 5, 5, 100, 100, 100] and api.captures == 2 and api.replays == 3 + 2
@@ -373,9 +376,9 @@ def test_graph_step_warms_up_captures_once_per_n_and_replays(monkeypatch):
 
 def test_a_failed_capture_raises_one_line(monkeypatch):
     FakeGraphAPI(monkeypatch, fail=True)
-    run = common.CudaGraphStep(lambda n: torch.ones(()), warmup=1)
+    run = harness.CudaGraphStep(lambda n: torch.ones(()), warmup=1)
     run(1)
-    with pytest.raises(common.CaptureFailed) as e:
+    with pytest.raises(harness.CaptureFailed) as e:
         run(1)
     assert str(e.value) == ("CUDA graph capture failed (RuntimeError: CUDA error: operation not "
                             "permitted when stream is capturing)")
@@ -389,7 +392,7 @@ class _FailsAtCapture:
 
     def __call__(self, n):
         if self.left == 0:
-            raise common.CaptureFailed("CUDA graph capture failed (RuntimeError: CUDA error: "
+            raise harness.CaptureFailed("CUDA graph capture failed (RuntimeError: CUDA error: "
                                        "operation not permitted when stream is capturing)")
         self.left -= 1
         return self.step(n)
@@ -400,8 +403,8 @@ def test_a_failed_capture_stops_the_run_cleanly_and_it_resumes_eagerly(
         script, tmp_path, capsys, monkeypatch, capturable_on_cpu):
     """Exit 1, one line that gives the command to resume with --no-cuda-graph, the summary says
     why, the last checkpoint is kept; that command then finishes the run."""
-    monkeypatch.setattr(common, "graph_wanted", lambda device, no_graph, opt: not no_graph)
-    monkeypatch.setattr(common, "CudaGraphStep", _FailsAtCapture)
+    monkeypatch.setattr(harness, "graph_wanted", lambda device, no_graph, opt: not no_graph)
+    monkeypatch.setattr(harness, "CudaGraphStep", _FailsAtCapture)
     out = str(tmp_path / "runs")
     code, cap = run_main(script, quick(script) + ["--iters", "4", "--eval-every", "2", "--out",
                                                   out, "--dim", "8"], capsys)
@@ -449,8 +452,8 @@ def test_checkpoints_cross_between_the_graph_and_the_cpu_path(script, tmp_path, 
     _, ref = _weights(run_dirs(str(tmp_path / "ref"))[0])
 
     with monkeypatch.context() as m:  # the graph path writes the first half
-        m.setattr(common, "graph_wanted", lambda device, no_graph, opt: not no_graph)
-        m.setattr(common, "CudaGraphStep", _Eager)
+        m.setattr(harness, "graph_wanted", lambda device, no_graph, opt: not no_graph)
+        m.setattr(harness, "CudaGraphStep", _Eager)
         assert run(base + ["--iters", "3", "--out", str(tmp_path / "g")])[0] == 0
         (g,) = run_dirs(str(tmp_path / "g"))
         ck, _ = _weights(g)
@@ -481,14 +484,14 @@ def test_a_cpu_checkpoint_on_a_gpu_does_not_replay_the_first_noise(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: restored.append(d))
     ck = {"rng_cpu": torch.get_rng_state(), "rng_cuda": None, "iteration": 40,
           "args": {"seed": 3}}
-    common.restore_rng(ck, torch.device("cuda:0"))
-    common.restore_rng({**ck, "iteration": 80}, torch.device("cuda:0"))
+    harness.restore_rng(ck, torch.device("cuda:0"))
+    harness.restore_rng({**ck, "iteration": 80}, torch.device("cuda:0"))
     assert len(set(seeded)) == 2 and 3 not in seeded
     assert all(0 <= s < 2**63 for s in seeded)
-    common.restore_rng({**ck, "rng_cuda": torch.zeros(8, dtype=torch.uint8)},
+    harness.restore_rng({**ck, "rng_cuda": torch.zeros(8, dtype=torch.uint8)},
                        torch.device("cuda:1"))
     assert restored == [torch.device("cuda:1")] and len(seeded) == 2
-    common.restore_rng(ck, torch.device("cpu"))  # the CPU stream only
+    harness.restore_rng(ck, torch.device("cpu"))  # the CPU stream only
     assert len(seeded) == 2
 
 
@@ -497,7 +500,7 @@ def test_ms_per_iter_counts_the_queued_work(monkeypatch):
     """The clock is read after the step's outputs reach the host (the sync), not before: on a
     GPU the work still queued when the host finished launching is counted."""
     clock = {"t": 100.0}
-    monkeypatch.setattr(common.time, "time", lambda: clock["t"])
+    monkeypatch.setattr(harness.time, "time", lambda: clock["t"])
 
     class Queued(torch.Tensor):
         def tolist(self):  # the sync: waits for the GPU's queued work (here 2 s of it)
@@ -505,7 +508,7 @@ def test_ms_per_iter_counts_the_queued_work(monkeypatch):
             return super().tolist()
 
     total = torch.tensor([4.0, 8.0]).as_subclass(Queued)
-    stats = common.step_stats(("a", "b"), total, 4, since=99.0)
+    stats = harness.step_stats(("a", "b"), total, 4, since=99.0)
     assert stats["a"] == 1.0 and stats["b"] == 2.0
     assert stats["ms_per_iter"] == pytest.approx(1000 * 3.0 / 4)
 
@@ -518,12 +521,12 @@ def test_an_optimiser_that_cannot_be_captured_falls_back_to_eager(capsys):
             super().__init__(params, {"lr": lr})
 
     cuda = torch.device("cuda:0")
-    assert common.graph_wanted(cuda, False, RMSpropOf23) is False
+    assert harness.graph_wanted(cuda, False, RMSpropOf23) is False
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "RMSpropOf23 cannot step inside a CUDA graph" in err
-    assert common.graph_wanted(cuda, False, torch.optim.RMSprop) is True
-    assert common.graph_wanted(cuda, True, torch.optim.RMSprop) is False
-    assert common.graph_wanted(torch.device("cpu"), False, torch.optim.Adam) is False
+    assert harness.graph_wanted(cuda, False, torch.optim.RMSprop) is True
+    assert harness.graph_wanted(cuda, True, torch.optim.RMSprop) is False
+    assert harness.graph_wanted(torch.device("cpu"), False, torch.optim.Adam) is False
     assert capsys.readouterr().err == ""
     assert importlib.import_module("wgan_clip").OPTIMIZER is torch.optim.RMSprop
 
@@ -567,10 +570,12 @@ def test_gpu_check_commands_are_real(capsys):
     lines = capsys.readouterr().out.splitlines()
     _, a = gpu_check.parse_args(["--iters", "50"])
     todo = gpu_check.commands(a, "OUT")
-    assert len(lines) == len(todo) == 2 + 3 * len(SCRIPTS) + len(SCRIPTS)  # + MNIST, captured
+    # the tests, each script eager and graphed, + MNIST graphed, + GroupSort's two faster maps
+    assert len(lines) == len(todo) == 2 + 3 * len(SCRIPTS) + len(SCRIPTS) + 2
     for label, argv, graph in todo:
         if argv[1].endswith(".py") and argv[1][:-3] in SCRIPTS:
-            args = importlib.import_module(argv[1][:-3]).build_parser().parse_args(argv[2:])
+            args, _ = harness.parse_or_resume(importlib.import_module(argv[1][:-3]).build_parser(),
+                                              argv[2:], argv[1][:-3], set())
             assert args.device == "cuda" and args.iters == 50
             assert args.no_cuda_graph == (graph is False)
         elif "speed.py" in argv[1]:
@@ -616,7 +621,7 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
     out = capsys.readouterr().out
     assert "gpu_check on Fake GPU 0 (cuda:0)" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith(f"gpu_check: FAIL (6 of {2 + 4 * len(SCRIPTS)}: ") and \
+    assert last.startswith(f"gpu_check: FAIL (6 of {2 + 4 * len(SCRIPTS) + 2}: ") and \
         "Fake GPU 0" in last
     for failed in ("wgan_clip graph", "wgan_clip mnist graph", "wgan_div graph", "wgan_div eager",
                    "wgan_div mnist graph", "speed slogan"):
@@ -627,12 +632,12 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
 def test_speed_times_the_graph_path(monkeypatch, capturable_on_cpu, capsys):
     """speed.py's graph column, with CudaGraphStep run eagerly on the CPU; a failed capture is
     one line and exit 1."""
-    monkeypatch.setattr(common, "graph_wanted", lambda device, no_graph, opt: True)
-    monkeypatch.setattr(common, "CudaGraphStep", _Eager)
+    monkeypatch.setattr(harness, "graph_wanted", lambda device, no_graph, opt: True)
+    monkeypatch.setattr(harness, "CudaGraphStep", _Eager)
     argv = ["--dims", "8", "--iters", "2", "--warmup", "1", "--batch", "8", "--device", "cpu"]
     assert speed.main(argv) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1].split()
-    assert row[0] == "8" and row[3].endswith("x") and float(row[2]) > 0
-    monkeypatch.setattr(common, "CudaGraphStep", _FailsAtCapture)
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()  # width, threads, eager,
+    assert row[0] == "8" and row[4].endswith("x") and float(row[2]) > 0  # graph, speed-up
+    monkeypatch.setattr(harness, "CudaGraphStep", _FailsAtCapture)
     assert speed.main(argv) == 1
     assert "(failed)" in capsys.readouterr().out

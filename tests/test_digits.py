@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import common
+import harness
 
 pytestmark = pytest.mark.real_figures  # figures are what several of these tests check
 
@@ -168,11 +169,11 @@ def test_ot_means_lowers_the_cost_of_its_start():
 
 
 def test_coverage_text():
-    assert common.coverage_text({"modes": 7, "n_modes": 8, "high_quality": 0.5}) == \
+    assert harness.coverage_text({"modes": 7, "n_modes": 8, "high_quality": 0.5}) == \
         " | 7/8 modes 50% hq"
-    assert common.coverage_text({"classes": 9, "n_classes": 10, "class_tv": 0.123}) == \
+    assert harness.coverage_text({"classes": 9, "n_classes": 10, "class_tv": 0.123}) == \
         " | 9/10 classes, TV 0.12"
-    assert common.coverage_text({}) == ""
+    assert harness.coverage_text({}) == ""
 
 
 # ------------------------------------------------------------------------------------- figures

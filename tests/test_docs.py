@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import common
+import harness
 from test_scripts import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -70,8 +71,8 @@ def parse(argv, monkeypatch):
     """Parse a command line with its program's own parser; SystemExit 2 if it refuses one."""
     path, args = argv[1], argv[2:]
     name = os.path.splitext(os.path.basename(path))[0]
-    monkeypatch.setattr(common, "writable_folder", lambda p: p)  # parse, never make folders
-    monkeypatch.setattr(common, "pick_device",  # the flags, not this machine's devices
+    monkeypatch.setattr(harness, "writable_folder", lambda p: p)  # parse, never make folders
+    monkeypatch.setattr(harness, "pick_device",  # the flags, not this machine's devices
                         lambda name: __import__("torch").device("cpu" if name == "auto" else name))
     mod = importlib.import_module(name)
     if name in common.SCRIPTS:

@@ -146,7 +146,7 @@ def test_gan_losses_match_closed_form(real, fake):
                                                  (["--iters", "7"], 1, 7)])
 def test_loss_dependent_defaults(argv, n_critic, iters):
     import dragan
-    args, _ = dragan.common.parse_or_resume(dragan.build_parser(), argv, "dragan", set())
+    args, _ = dragan.harness.parse_or_resume(dragan.build_parser(), argv, "dragan", set())
     assert (args.n_critic, args.iters) == (n_critic, iters)
 
 
@@ -173,48 +173,3 @@ def test_penalty_toward_fake_on_a_linear_critic(seed, r):
     real = torch.randn(8, 3, generator=g, dtype=torch.float64)
     R = dragan_penalty(lambda p: p @ a, real, "toward-fake", fake=real + 1, one_sided=True)
     assert R.item() == pytest.approx(max(r - 1, 0) ** 2, abs=3e-6)
-
-
-# ------------------------------------------------------- the zero-centred penalties (--center 0)
-@given(a=st.lists(st.floats(-3, 3, allow_nan=False), min_size=2, max_size=5),
-       kind=st.sampled_from(["none", "fake", "interpolate"]), seed=st.integers(0, 2**31 - 1))
-def test_zero_centred_on_a_linear_critic_is_the_squared_slope(a, kind, seed):
-    """R1 (kind none), R2 (fake), 0-GP (interpolate) of f = a·x: E‖∇f‖² = ‖a‖² at any point,
-    and its gradient for a is 2a (the hand computation)."""
-    a = torch.tensor(a, dtype=torch.float64, requires_grad=True)
-    g = torch.Generator().manual_seed(seed)
-    real = torch.randn(16, len(a), generator=g, dtype=torch.float64)
-    fake = torch.randn(16, len(a), generator=g, dtype=torch.float64) + 1
-    pen = dragan.dragan_penalty(lambda x: x @ a, real, kind, fake=fake, center=0.0)
-    assert pen.item() == pytest.approx(a.norm().item() ** 2 + 1e-12, rel=1e-9, abs=1e-15)
-    (grad,) = torch.autograd.grad(pen, a)
-    torch.testing.assert_close(grad, 2 * a.detach(), rtol=1e-9, atol=1e-12)
-
-
-def test_zero_centred_penalties_are_taken_where_they_say():
-    """R1 looks only at the data, R2 only at the fakes: a critic steep only near the fakes is
-    penalised by R2 and not by R1; a constant critic by neither (0, not NaN)."""
-    real = torch.zeros(32, 2)
-    fake = torch.full((32, 2), 10.0)
-    steep_near_fakes = lambda x: 3 * torch.relu(x.sum(1) - 10)  # noqa: E731 (flat near 0)
-    r1 = dragan.dragan_penalty(steep_near_fakes, real, "none", fake=fake, center=0.0)
-    r2 = dragan.dragan_penalty(steep_near_fakes, real, "fake", fake=fake + 0.1, center=0.0)
-    assert r1.item() == pytest.approx(0, abs=1e-9) and r2.item() == pytest.approx(18, rel=1e-6)
-    const = lambda x: 0 * x.sum(1) + 2  # noqa: E731
-    for kind in ("none", "fake", "interpolate"):
-        pen = dragan.dragan_penalty(const, real, kind, fake=fake, center=0.0)
-        assert torch.isfinite(pen) and pen.item() == pytest.approx(1e-12, abs=1e-12)
-
-
-def test_the_zero_centred_configurations_are_the_papers():
-    import common
-    cfg = dragan.CONFIGS
-    for name, (perturb, lam, loss) in {"r1-gan": ("none", 5.0, "gan"),
-                                       "r2-gan": ("fake", 5.0, "gan"),
-                                       "zero-gp-gan": ("interpolate", 10.0, "gan"),
-                                       "zero-gp-wgan": ("interpolate", 10.0, "wgan")}.items():
-        args, _ = common.parse_or_resume(dragan.build_parser(), cfg[name]["flags"], "dragan",
-                                         set())
-        assert (args.perturb, args.lam, args.loss, args.center) == (perturb, lam, loss, 0.0)
-    with pytest.raises(SystemExit):
-        dragan.build_parser().parse_args(["--center", "0", "--one-sided"])

@@ -9,6 +9,7 @@ from slogan import lipschitz_penalty
 from wgan_div import divergence_penalty
 from wgan_alp import alp_penalty
 from wgan_gp import gradient_penalty
+from zero_centred import zero_centred_penalty
 
 PENALTIES = {
     "gradient_penalty": lambda f, r, x: gradient_penalty(f, r, x),
@@ -21,9 +22,9 @@ PENALTIES = {
     "divergence_penalty real-fake": lambda f, r, x: divergence_penalty(f, r, x,
                                                                        points="real-fake"),
     "alp_penalty": lambda f, r, x: alp_penalty(f, r, x, 0.05, 0.5, 0.5),
-    "R1 (dragan_penalty, center 0)": lambda f, r, x: dragan_penalty(f, r, "none", center=0.0),
-    "R2 (dragan_penalty, center 0)": lambda f, r, x: dragan_penalty(f, r, "fake", fake=x,
-                                                                    center=0.0),
+    "R1 (zero_centred_penalty)": lambda f, r, x: zero_centred_penalty(f, r, x, "none"),
+    "R2 (zero_centred_penalty)": lambda f, r, x: zero_centred_penalty(f, r, x, "fake"),
+    "0-GP (zero_centred_penalty)": lambda f, r, x: zero_centred_penalty(f, r, x, "interpolate"),
     "gradient_penalty unsquared": lambda f, r, x: gradient_penalty(f, r, x, one_sided=True,
                                                                    power=1.0),
 }

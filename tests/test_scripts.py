@@ -25,13 +25,13 @@ SCRIPTS = [s for s in common.SCRIPTS
 QUICK_ALL = ["--dim", "16", "--batch", "32", "--n-critic", "2"]
 # Weight clipping's warm-up schedule (100 critic steps per iteration) is tested on its own.
 EXTRA = {"wgan_clip": ["--no-warmup-schedule"]}
-# What a signal, a vanished reader or a console does is decided in common.py (StopSignal, say),
+# What a signal, a vanished reader or a console does is decided in harness.py (StopSignal, say),
 # which every script calls from the same lines (tests/test_layout.py checks that). Signals and
 # consoles are tested in this process for every script; each test that needs a process of its
 # own (its exit code, a real pipe, a real console) runs on one script, a different one each, to
 # keep the suite within its time (a subprocess run costs ~8 s of imports and full evaluations).
 PROCESS = {"ctrl_c": "wgan_gp", "sigterm": "wgan_ct", "closed_pipe": "slogan"}
-# What every script does the same way because the code is common.Run's and the run-files and
+# What every script does the same way because the code is harness.Run's and the run-files and
 # main sections are the same text in every script (tests/test_layout.py): tested on two scripts,
 # an architecture and a penalty, where a test per script would only repeat the same lines.
 TWO = [s for s in ("wgan_sn", "slogan") if s in SCRIPTS] or SCRIPTS[:2]
@@ -115,6 +115,10 @@ def test_run_writes_every_output(script, data, real, tmp_path, capsys):
     assert all(float(r["w1"]) > 0 and float(r["w1_floor"]) > 0 for r in rows)
     cfg = json.load(open(os.path.join(d, "config.json")))
     assert cfg["args"]["data"] == data and cfg["versions"]["torch"] == torch.__version__
+    threads = cfg["versions"]["cpu_threads"]  # how many, and from where (conftest sets the env)
+    assert cfg["versions"]["cpu_threads_from"] == "OMP_NUM_THREADS" and threads >= 1
+    assert f"{threads} CPU thread{'s' * (threads != 1)} (OMP_NUM_THREADS)" in \
+        cap.out.splitlines()[0]
     summ = json.load(open(os.path.join(d, "summary.json")))
     assert summ["status"] == "finished" and summ["final"]["iter"] == iters
     assert summ["run_dir"] == d and summ["wall_time_s"] > 0
@@ -319,6 +323,7 @@ GRAPH_CASES = [(s, []) for s in SCRIPTS] + [
     ("wgan_gp", ["--one-sided", "--fixed-generator"]), ("slogan", ["--pairs", "all"]),
     ("dragan", ["--perturb", "normal"]), ("dragan", ["--perturb", "none", "--loss", "wgan"]),
     ("dragan", ["--perturb", "toward-fake", "--lp-lambda", "1"]),
+    ("zero_centred", ["--perturb", "interpolate", "--loss", "wgan"]),
     ("wgan_gp", ["--lambda-from", "0.1"]),  # the λ ramp must follow the replays
     ("wgan_clip", ["--warmup-schedule-on"]),  # the 100- and 5-step iterations: two graphs
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_sn", ["--power-iterations", "3"]),
@@ -365,6 +370,7 @@ VARIANTS = [
     ("wgan_gp", ["--lambda-from", "0.1"]),
     ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--perturb-scale", "0.05"]),
     ("dragan", ["--loss", "wgan", "--lp-lambda", "10"]),
+    *[("zero_centred", ["--perturb", p]) for p in ("fake", "interpolate")],
     ("wgan_sn", ["--power-iterations", "5"]), ("wgan_div", ["--points", "real-fake"]),
     ("wgan_div", ["--k", "10", "--p", "2"]),
 ]

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import compare  # noqa: E402
 import open_questions  # noqa: E402
 import sweep  # noqa: E402
+import harness  # noqa: E402
 
 ONE = ["--only", "c-transform", "--data", "swissroll", "--seeds", "0", "--no-fixed",
        "--iters", "3"]
@@ -269,7 +270,7 @@ def test_a_repeated_sigterm_is_the_same_request_and_ctrl_c_after_it_is_at_once()
     not turn "stop and keep the checkpoints" into "kill them now". A Ctrl-C after the first
     signal still means at once."""
     said = []
-    s = sweep.Signals(lambda n: said.append(("first", n)), lambda n: said.append(("again", n)))
+    s = harness.Signals(lambda n: said.append(("first", n)), lambda n: said.append(("again", n)))
     s.handle(signal.SIGTERM, None)
     s.handle(signal.SIGTERM, None)
     assert said == [("first", signal.SIGTERM)] and s.signum == signal.SIGTERM and not s.at_once
@@ -307,10 +308,10 @@ def test_a_reader_that_leaves_does_not_stop_the_sweep(tmp_path):
 
 def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsys, monkeypatch):
     """What the run's own message says to do: --resume it with --no-cuda-graph."""
-    import common
+    import harness
     import wgan_ct
 
-    class StopsAtOnce(common.StopSignal):  # the run stops after its first evaluation
+    class StopsAtOnce(harness.StopSignal):  # the run stops after its first evaluation
         def __init__(self):
             super().__init__()
             self.signum = signal.SIGINT
@@ -322,7 +323,7 @@ def test_a_run_whose_capture_failed_is_resumed_without_the_graph(tmp_path, capsy
     want = sweep.resolved_args(run[2], run[3])
     folder = os.path.join(out, "runs", run[0])
     with monkeypatch.context() as m:
-        m.setattr(common, "StopSignal", StopsAtOnce)
+        m.setattr(harness, "StopSignal", StopsAtOnce)
         assert wgan_ct.main(run[3] + ["--out", folder]) == 130  # a run as the sweep makes it
     (summary,) = glob.glob(os.path.join(folder, "*", "summary.json"))
     s = json.load(open(summary))
@@ -543,14 +544,14 @@ def test_settling_says_when_a_run_converged_and_whether_it_stayed(ratios, settle
 def test_settling_columns_and_their_cell(tmp_path):
     """Three runs: settled at 1000, never (left), settled at 1500 (left): the median is 1500,
     2 of 3 settled, 2 left; a run with no metrics counts as never settled."""
-    import common
+    import harness
     import report
     folders = []
     for i, ratios in enumerate(([9, 3, 1.4, 1.3], [9, 1.4, 1.3, 2.0], [9, 1.4, 2.2, 1.2])):
         d = tmp_path / str(i)
         d.mkdir()
         for r in rows_of(ratios):
-            common.append_metrics(str(d / "metrics.csv"), r)
+            harness.append_metrics(str(d / "metrics.csv"), r)
         folders.append(str(d))
     cols = sweep.settling_columns(folders)
     assert (cols["settled_at_median"], cols["settled_runs"], cols["left_runs"]) == (1500, 2, 2)

@@ -195,7 +195,7 @@ def test_a_tiny_run_writes_the_tables_and_figures_and_a_rerun_merges(tmp_path, c
 
 
 def test_another_programs_table_and_a_busy_folder_are_refused(tmp_path, capsys):
-    import common
+    import harness
     out = tmp_path / "w1"
     out.mkdir()
     (out / "results.md").write_text("Command: `python benchmarks/compare.py`\n")
@@ -203,7 +203,7 @@ def test_another_programs_table_and_a_busy_folder_are_refused(tmp_path, capsys):
         wb.main(TINY + ["--out", str(out)])
     assert e.value.code == 2 and "did not write" in capsys.readouterr().err
     (out / "results.md").unlink()
-    lock = common.hold_lock(str(out / ".sweep.lock"), "busy")
+    lock = harness.hold_lock(str(out / ".sweep.lock"), "busy")
     try:
         with pytest.raises(SystemExit) as e:
             wb.main(TINY + ["--out", str(out)])

@@ -94,8 +94,8 @@ def test_a_critic_that_is_not_one_score_per_sample_is_an_error():
 
 
 def test_the_bce_setting_takes_the_papers_optimiser_and_one_critic_step():
-    import common
-    args, _ = common.parse_or_resume(gn.build_parser(), ["--loss", "bce"], "wgan_gn", set())
+    import harness
+    args, _ = harness.parse_or_resume(gn.build_parser(), ["--loss", "bce"], "wgan_gn", set())
     assert (args.n_critic, args.lr, args.betas, args.iters) == (1, 2e-4, [0.0, 0.9], 15000)
-    args, _ = common.parse_or_resume(gn.build_parser(), [], "wgan_gn", set())
+    args, _ = harness.parse_or_resume(gn.build_parser(), [], "wgan_gn", set())
     assert (args.n_critic, args.lr, args.betas, args.iters) == (5, 1e-4, [0.5, 0.9], 5000)

@@ -12,20 +12,21 @@ import torch.nn as nn
 from hypothesis import given, settings, strategies as st
 
 import common
+import harness
 import wgan_groupsort as gs
 from test_cuda_branch import capturable_on_cpu, no_host_sync  # noqa: F401 (a fixture)
 
 seeds = st.integers(0, 2**31 - 1)
 
 
-def critic(widths, group, seed):
+def critic(widths, group, seed, ortho_map=None):
     """The script's critic network in float64 (built so: the orthogonal parametrization's base
     is orthogonalised in the dtype it is made in)."""
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return gs.critic_net(widths, argparse.Namespace(group_size=group))
+        return gs.critic_net(widths, argparse.Namespace(group_size=group, ortho_map=ortho_map))
     finally:
         torch.set_default_dtype(default)
 
@@ -67,13 +68,14 @@ def test_group_sort_refuses_groups_that_do_not_tile():
         gs.group_sort(torch.zeros(3, 6), 4)
 
 
-@given(net=networks(), steps=st.integers(20, 60), lr=st.floats(1e-3, 0.3))
-@settings(max_examples=10)
-def test_the_weights_stay_orthogonal_however_far_they_are_moved(net, steps, lr):
+@given(net=networks(), steps=st.integers(20, 60), lr=st.floats(1e-3, 0.3),
+       ortho_map=st.sampled_from(gs.ORTHO_MAPS))
+@settings(max_examples=12)
+def test_the_weights_stay_orthogonal_however_far_they_are_moved(net, steps, lr, ortho_map):
     """Many large steps of Adam on a loss that pulls the weights anywhere: every weight is still
-    (semi-)orthogonal, WᵀW = I or WWᵀ = I, to float64 precision."""
+    (semi-)orthogonal, WᵀW = I or WWᵀ = I, to float64 precision, with each of torch's maps."""
     widths, group, seed = net
-    D = critic(widths, group, seed)
+    D = critic(widths, group, seed, ortho_map)
     opt = torch.optim.Adam(D.parameters(), lr=lr)
     x = torch.randn(64, widths[0], generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
@@ -152,7 +154,7 @@ def test_group_sort_reaches_abs_and_relu_cannot():
 
 
 def test_the_critic_on_the_digits_is_an_orthogonal_mlp_on_the_pixels():
-    args, _ = common.parse_or_resume(gs.build_parser(), ["--data", "digits", "--dim", "16"],
+    args, _ = harness.parse_or_resume(gs.build_parser(), ["--data", "digits", "--dim", "16"],
                                      "wgan_groupsort", set())
     _, D = gs.make_models(args)
     assert not [m for m in D.modules() if isinstance(m, nn.Conv2d)]
@@ -173,12 +175,36 @@ def test_bad_group_sizes_are_one_line(argv, says, capsys):
     assert e.value.code == 2 and "\n" not in err and says in err
 
 
+@pytest.mark.parametrize("ortho_map", gs.ORTHO_MAPS)
+def test_each_map_keeps_float32_weights_orthogonal_and_the_faster_ones_train_eagerly_on_cuda(
+        ortho_map):
+    """In float32, as the scripts train, after 30 large steps: orthogonal to float32 precision.
+    cayley and matrix_exp read a device value on the host on CUDA (ATen's source), which a
+    CUDA graph cannot capture and a CPU test cannot see: with them a run skips the graph."""
+    args, _ = harness.parse_or_resume(gs.build_parser(), ["--ortho-map", ortho_map, "--dim", "16"],
+                                      "wgan_groupsort", set())
+    assert args.no_cuda_graph == (ortho_map != "householder")
+    torch.manual_seed(0)
+    D = gs.critic_net([4, 16, 16, 1], args)
+    opt = torch.optim.Adam(D.parameters(), lr=0.1)
+    x = torch.randn(64, 4)
+    for _ in range(30):
+        loss = (D(x).squeeze(-1) * torch.linspace(-3, 5, 64)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert gs.orthogonality_error(D).item() < 1e-5
+    assert (ortho_map in gs.method_name(args)) == (ortho_map != "householder")
+
+
 @pytest.mark.parametrize("flags", [["--group-size", "full"], ["--group-size", "4", "--data",
-                                                                 "digits"]])
+                                                                 "digits"],
+                                   ["--ortho-map", "cayley"], ["--ortho-map", "matrix_exp"]])
 def test_the_full_sort_step_is_capture_safe(flags, capturable_on_cpu, monkeypatch):  # noqa: F811
     """The step a CUDA graph captures, with every host sync patched to raise, for the groups
-    the shared capture-safety test (MaxMin) does not take."""
-    args, _ = common.parse_or_resume(gs.build_parser(), flags + ["--dim", "8", "--batch", "8"],
+    the shared capture-safety test (MaxMin) does not take, and for the faster maps: no sync
+    from Python (their syncs inside ATen, which no CPU test sees, are why they train eagerly)."""
+    args, _ = harness.parse_or_resume(gs.build_parser(), flags + ["--dim", "8", "--batch", "8"],
                                      "wgan_groupsort", set())
     torch.manual_seed(0)
     G, D = gs.make_models(args)

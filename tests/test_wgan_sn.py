@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import common
+import harness
 from test_cuda_branch import capturable_on_cpu, no_host_sync  # noqa: F401, F811
 from wgan_sn import ConvCritic, layer_sigmas, spectral_normalize_
 
@@ -86,7 +87,7 @@ def test_a_captured_step_still_updates_u_and_v(monkeypatch, capturable_on_cpu): 
     """The power iteration writes u and v in place inside the step: what a CUDA graph
     captures, and replays, so the replayed steps keep the estimate moving."""
     import wgan_sn
-    args, _ = common.parse_or_resume(wgan_sn.build_parser(), ["--dim", "8", "--batch", "8"],
+    args, _ = harness.parse_or_resume(wgan_sn.build_parser(), ["--dim", "8", "--batch", "8"],
                                      "wgan_sn", set())
     torch.manual_seed(0)
     G, D = wgan_sn.make_models(args)
