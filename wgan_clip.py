@@ -343,7 +343,7 @@ def log_and_save(run_dir, it, G, D, opt_g, opt_d, args, device, stats, final) ->
 
 # -------------------------------------------------------------------- what the programs run
 # This method's configurations in the project's programs, as flags of this script. `runs`: where
-# each one runs, `summary`: its row in the README's table, `published` and `w1_flags`: the W1
+# each one runs, `summary`: its row in the report's summary, `published` and `w1_flags`: the W1
 # benchmark's solver of the same family and its protocol (benchmarks/sweep.py: PLACES, KEYS).
 CONFIGS = {
     "wgan-clip": {"flags": [], "runs": "toys digits fixed Q1 w1", "w1_flags": ["--clip", "0.04"],

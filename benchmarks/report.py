@@ -1,5 +1,5 @@
-"""Write the tables of the report (results/README.md) and of the front page's summary
-(README.md) from the committed CSVs of the sweeps, so that a rerun of a sweep updates them.
+"""Write the tables of the report (results/README.md, its summary of every constraint included)
+from the committed CSVs of the sweeps, so that a rerun of a sweep updates them.
 Each table has one renderer, here: the sweeps call the same functions for their own tables.
 
 The prose around them is written by hand. Every generated table sits between two markers,
@@ -19,7 +19,7 @@ and this script rewrites what is between them from CSV (a path relative to the r
     w1_dims    the same across dimensions: a table per funnel count, a column per dimension
     summary    every constraint in one row: CSV is a ';'-separated list of the sweeps it joins
 
-    python benchmarks/report.py            # rewrite the tables in README.md and results/README.md
+    python benchmarks/report.py            # rewrite the tables in results/README.md
     python benchmarks/report.py --check    # change nothing; exit 1 if a table is out of date
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 import harness  # noqa: E402
 import sweep  # noqa: E402
 
-DOCUMENTS = ("README.md", os.path.join("results", "README.md"))
+DOCUMENTS = (os.path.join("results", "README.md"),)  # the front page keeps no generated table
 MARKER = re.compile(r"(<!-- table (\w+) ([^ ]+) -->[ \t]*\n)(.*?)(<!-- /table -->)", re.S)
 
 

@@ -40,7 +40,7 @@ import harness
 # the toys and the digits and its fixed-generator study (compare.py), the open questions
 # (open_questions.py) and the W1 benchmark (w1_benchmark.py).
 PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "w1")
-# What an entry may say besides its flags and places: its row in the README's summary table,
+# What an entry may say besides its flags and places: its row in the report's summary table,
 # the W1 benchmark's published solver of the same family and the flags of its protocol there,
 # and whether it is the reference line the small-multiples figures draw in every panel.
 KEYS = {"flags", "runs", "summary", "published", "w1_flags", "reference"}

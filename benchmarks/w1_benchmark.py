@@ -26,7 +26,7 @@ critic_net builds the critic, widths [D, h, h, 1] with h = max(2D, 128) as their
 MLP; spectrally normalised for wgan_sn.py, orthogonal with GroupSort for wgan_groupsort.py), and
 its critic_step makes every update (the loss with its penalty, or the clipping after it); Adam
 2e-4 with betas (0, 0.9), batch 1024, one critic step per iteration, the critic high on P
-("real"). By default the main configuration of every constraint (the one the README's summary
+("real"). By default the main configuration of every constraint (the one the report's summary
 shows); --all-configs adds the variants (every pairing, perturbation, ε).
 
 Each training is also measured along the way (--eval-at; by default at 100, 200, 500, 1000, …
@@ -94,7 +94,7 @@ MARK = "Command: `python benchmarks/w1_benchmark.py"  # the first line of its re
 def constraints(all_configs: bool = True, lambdas=None) -> list:
     """(name, script, flags, published solver or None) of every configuration a method script
     marks "w1" (its CONFIGS), with the flags the benchmark runs it with; all_configs=False keeps
-    the main one of each constraint (those with a row in the README's summary); lambdas: the λ
+    the main one of each constraint (those with a row in the report's summary); lambdas: the λ
     grid of those that take a --lambda instead (sweep.at_lambdas: "<name>@λ<value>")."""
     configs = [c for c in sweep.configs("w1") if all_configs or "summary" in c[2]]
     if lambdas:

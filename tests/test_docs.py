@@ -124,7 +124,7 @@ def test_every_file_the_documents_name_exists():
 
 
 def test_the_generated_tables_match_the_committed_csvs(tmp_path, monkeypatch, capsys):
-    """Every table between markers in README.md and results/README.md is what its CSV gives;
+    """Every table between markers in the report, results/README.md, is what its CSV gives;
     an edited one is found out."""
     import report
     assert report.main(["--check"]) == 0

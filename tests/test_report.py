@@ -50,13 +50,14 @@ def test_a_lost_closing_marker_rewrites_nothing(copy, capsys):
 
 
 def test_a_hand_edited_number_with_its_end_marker_gone_is_found(copy, capsys):
-    doc = os.path.join(copy, "README.md")
+    doc = os.path.join(copy, "results", "README.md")
     text = open(doc, encoding="utf-8").read()
-    head, rest = text.split("<!-- /table -->", 1)
-    open(doc, "w", encoding="utf-8").write(head.replace("| 1.26 (3/3) |", "| 1.06 (3/3) |")
-                                           + rest)
+    head, rest = text.split("<!-- /table -->", 1)  # the first table: the summary
+    assert "| 1.26 [1.12, 1.27] (3/3) |" in head  # SLOGAN's swiss-roll cell, edited by hand
+    open(doc, "w", encoding="utf-8").write(head.replace("| 1.26 [1.12, 1.27] (3/3) |",
+                                                        "| 1.06 [1.12, 1.27] (3/3) |") + rest)
     assert report.main(["--check"]) == 2
-    assert "never closes" in capsys.readouterr().err
+    assert "a table opens before the last one closed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage,says", [
