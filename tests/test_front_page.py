@@ -71,9 +71,12 @@ def problems(text: str) -> list:
             out.append(f"'Which constraint to use' starts at line {which[0]}")
         if (after[0] if after else len(lines)) - which[0] - 1 > WHICH_LINES:
             out.append("'Which constraint to use' is longer than its 15 lines")
-        body = "\n".join(lines[which[0]:after[0] - 1 if after else None])
-        if body.count("](results/README.md#") < 5:
-            out.append("'Which constraint to use' links too little of the report's evidence")
+        body = lines[which[0]:after[0] - 1 if after else None]
+        rows = [r for r in body if r.startswith("| ") and not r.startswith("| you want")]
+        out += [f"a recommendation without a link to the report: {r[:50]}" for r in rows
+                if "](results/README.md#" not in r]
+        if len(rows) < 5:
+            out.append("'Which constraint to use' has fewer than 5 recommendations")
     return out
 
 
@@ -89,6 +92,8 @@ def test_the_check_sees_a_page_that_grew():
                                                             + "word " * 121 + "\n")))
     assert any("sections" in p for p in problems(text.replace("## Licence", "## License")))
     assert any("lines" in p for p in problems(text + "\n" * 10 + "more\n" * 10))
+    assert any("without a link" in p for p in problems(re.sub(
+        r"\[summary\]\(results/README.md#[^)]*\)", "summary", text)))
     moved = text.replace("## Which constraint to use", "## Later").replace(
         "## More", "## Which constraint to use\n\n## More")
     assert problems(moved)
