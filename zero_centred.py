@@ -10,6 +10,9 @@ Where WGAN-GP pulls ‖∇f‖ toward 1, these pull it toward 0, and only where 
     --perturb none         x̂ = x, the real data                  R1 (γ = 10: λ = γ/2 = 5)
     --perturb fake         x̂ = G(z), the generated samples       R2 (γ = 10: λ = 5)
     --perturb interpolate  x̂ = x + t(G(z) − x), one t ~ U[0, 1] per sample    0-GP (λ = 10)
+    --reduce max           R = max over the batch of ‖∇f(x̂)‖₂², not its mean: MaxGP (Zhou et al.
+                           2019, "Lipschitz Generative Adversarial Nets", ICML, arXiv:1902.05687;
+                           ZhimingZhou/LGANs-for-reproduce, λ 0.1 there; StudioGAN's "maxgp")
 
     --loss gan  (default, both papers): f is a logit, σ the sigmoid,
                 critic     min_f  −E log σ(f(x)) − E log(1 − σ(f(G(z)))) + λ·R
@@ -87,11 +90,12 @@ def warn_if_batch_norm(critic) -> None:
 
 def zero_centred_penalty(critic, real: torch.Tensor, fake: torch.Tensor | None = None,
                          points: str = "none", center: float = 0.0, eps: float = 1e-12,
-                         grad_scale: float = 1.0) -> torch.Tensor:
+                         grad_scale: float = 1.0, reduce: str = "mean") -> torch.Tensor:
     """The zero-centred gradient penalty R, without λ.
 
         R = mean[(‖∇f(x̂)‖₂ − c)²], c = center: 0 for all three papers' penalties
         x̂ = penalty_points(real, fake, points): real (R1), fake (R2), interpolates (0-GP)
+        reduce "max": R = max over the batch instead of the mean (MaxGP, at interpolates)
 
     critic: any callable mapping (N, ...) to (N,) or (N, 1); real and fake: (N, ...) of one
     shape (fake unused by R1). The norm is over all non-batch dimensions, ‖g‖ = sqrt(Σg² + eps)
@@ -103,8 +107,9 @@ def zero_centred_penalty(critic, real: torch.Tensor, fake: torch.Tensor | None =
     torch; import warnings).
     """
     warn_if_batch_norm(critic)
-    if real.shape[0] == 0:
-        raise ValueError("real must be a non-empty batch")
+    if real.shape[0] == 0 or reduce not in ("mean", "max"):
+        raise ValueError(f"real must be a non-empty batch and reduce 'mean' or 'max', got "
+                         f"{real.shape[0]} samples and {reduce!r}")
     if not 0 < grad_scale < float("inf"):  # 0, inf or NaN would make the penalty NaN
         raise ValueError(f"grad_scale must be a finite number > 0, got {grad_scale}")
     with torch.enable_grad():  # the penalty is a gradient: it needs autograd even in no_grad code
@@ -117,7 +122,8 @@ def zero_centred_penalty(critic, real: torch.Tensor, fake: torch.Tensor | None =
         (grad,) = torch.autograd.grad(scaled, x_hat, create_graph=True)
         grad = grad / grad_scale
         norm = torch.sqrt(grad.flatten(1).pow(2).sum(1) + eps)
-        return (norm - center).pow(2).mean()
+        gap = (norm - center).pow(2)
+        return gap.amax() if reduce == "max" else gap.mean()
 
 
 def critic_loss(f_real: torch.Tensor, f_fake: torch.Tensor, loss: str) -> torch.Tensor:
@@ -144,7 +150,7 @@ def critic_step(D, opt_d, real, fake, args):
     n_critic times and what benchmarks/w1_benchmark.py trains. Returns the loss, the penalty R
     and the batch estimate E f(real) − E f(fake), as device tensors."""
     out_real, out_fake = D(real), D(fake)
-    pen = zero_centred_penalty(D, real, fake, args.perturb, args.center)
+    pen = zero_centred_penalty(D, real, fake, args.perturb, args.center, reduce=reduction(args))
     loss_d = critic_loss(out_real, out_fake, args.loss) + args.lam * pen  # loss + λR
     opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
     loss_d.backward()
@@ -168,8 +174,15 @@ def estimate_label(args) -> str:
     return "critic: E f(real) − E f(fake)"
 
 
+def reduction(args) -> str:
+    """How R reduces over the batch: the mean, or with --reduce max the maximum (MaxGP)."""
+    return getattr(args, "reduce", None) or "mean"
+
+
 def method_name(args) -> str:
     name = {"none": "R1", "fake": "R2", "interpolate": "0-GP"}[args.perturb]
+    if reduction(args) == "max":
+        name = "MaxGP" if args.perturb == "interpolate" else f"{name}, its maximum"
     if args.center != 0:
         name = f"{name} centred at {args.center:g}"
     return f"{name}, {args.loss.upper()} loss, λ = {args.lam:g}"
@@ -314,6 +327,9 @@ def build_parser() -> harness.ArgumentParser:
     m.add_argument("--center", type=harness.number(float, 0, 1e3), default=0.0,
                    help="the gradient norm the penalty pulls toward: 0 for R1, R2 and 0-GP "
                         "(at most 1000: a larger one overflows the squared gap in float32)")
+    m.add_argument("--reduce", choices=("mean", "max"), default=None,
+                   help="mean (when left out) over the batch, or max: the largest ‖∇f‖² "
+                        "(MaxGP, with --perturb interpolate)")
     m.add_argument("--loss", choices=("gan", "wgan"), default="gan",
                    help="gan: the standard GAN loss on logits, as both papers; "
                         "wgan: the Wasserstein loss")
@@ -407,7 +423,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
         g_disc = common.flat_grad(critic_loss(D(r), D(f), args.loss), params)
-        pen = args.lam * zero_centred_penalty(D, r, f, args.perturb, args.center)
+        pen = args.lam * zero_centred_penalty(D, r, f, args.perturb, args.center,
+                                              reduce=reduction(args))
         g_pen = common.flat_grad(pen, params)
         row.update(grad_w_disc=g_disc.norm().item(), grad_w_pen=g_pen.norm().item(),
                    cos_disc_pen=nn.functional.cosine_similarity(g_disc, g_pen, 0, 1e-20).item())
@@ -458,6 +475,10 @@ CONFIGS = {
                      "summary": "0-GP (zero-centred on interpolates), WGAN loss"},
     "r1-wgan": {"flags": ["--loss", "wgan", "--perturb", "none", "--lambda", "5"],
                 "runs": "toys fixed w1"},
+    # MaxGP: the largest ‖∇f‖² at interpolates, the GAN loss and λ 0.1 of the paper's code
+    # (gan_synthetic4.py; it also feeds the last step's steepest B/8 points back: not done here).
+    "maxgp-gan": {"flags": ["--perturb", "interpolate", "--reduce", "max", "--lambda", "0.1"],
+                  "runs": "toys"},
 }
 
 

@@ -275,6 +275,7 @@ STEP_CASES = [(s, []) for s in SCRIPTS] + [
     ("dragan", ["--loss", "wgan", "--perturb", "toward-fake", "--lp-lambda", "1"]),
     *[("zero_centred", ["--perturb", p]) for p in ("fake", "interpolate")],
     ("zero_centred", ["--loss", "wgan", "--center", "1"]),
+    ("zero_centred", ["--perturb", "interpolate", "--reduce", "max"]),
     ("wgan_clip", ["--warmup-schedule-on"]),  # 100 critic steps: a graph of its own
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator"]),
     *[(s, ["--fixed-generator"]) for s in ("slogan", "dragan", "wgan_clip", "wgan_sn",

@@ -90,3 +90,33 @@ def test_the_configurations_are_the_papers():
         args, _ = harness.parse_or_resume(zc.build_parser(), ["--perturb", points],
                                           "zero_centred", set())
         assert zc.method_name(args).startswith(short + ",")
+
+
+@given(seed=seeds)
+def test_maxgp_is_the_largest_squared_gradient_norm_at_the_interpolates(seed):
+    """--reduce max (MaxGP, Zhou et al. 2019): with f = ½‖x‖² (∇f = x) R is the largest ‖x̂‖²
+    over the batch, where the mean would average them; a linear critic gives ‖a‖² either way;
+    only the steepest sample's gradient reaches the weights."""
+    g = torch.Generator().manual_seed(seed)
+    real = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    fake = torch.randn(8, 3, generator=g, dtype=torch.float64) + 2
+    f = lambda x: 0.5 * x.pow(2).sum(1)  # noqa: E731
+    torch.manual_seed(seed)
+    x = penalty_points(real, fake, "interpolate")
+    torch.manual_seed(seed)
+    got = zero_centred_penalty(f, real, fake, "interpolate", reduce="max")
+    torch.testing.assert_close(got, (x.pow(2).sum(1) + 1e-12).max())
+    a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    pen = zero_centred_penalty(lambda v: v @ a, real, fake, "interpolate", reduce="max")
+    assert pen.item() == pytest.approx(a.norm().item() ** 2 + 1e-12, rel=1e-9)
+    with pytest.raises(ValueError, match="reduce"):
+        zero_centred_penalty(f, real, fake, "interpolate", reduce="sum")
+
+
+def test_maxgp_is_a_configuration_and_a_name():
+    args, _ = harness.parse_or_resume(zc.build_parser(), zc.CONFIGS["maxgp-gan"]["flags"],
+                                      "zero_centred", set())
+    assert (args.perturb, args.reduce, args.lam, args.loss) == ("interpolate", "max", 0.1, "gan")
+    assert zc.method_name(args).startswith("MaxGP,")
+    assert zc.reduction(harness.parse_or_resume(zc.build_parser(), [], "zero_centred",
+                                                set())[0]) == "mean"
