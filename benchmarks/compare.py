@@ -337,6 +337,7 @@ def main(argv=None):
     try:
         ended, signum, failures = sweep.execute(runs, wants, a, "compare", cluster)
     except sweep.Refused as e:
+        lock.close()  # the refusal leaves the folder to the next sweep at once
         die(str(e))
     done = sum(s is not None for s in ended.values())
     failed = 0 if signum else len(failures)

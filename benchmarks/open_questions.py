@@ -192,6 +192,7 @@ def main(argv=None):
     try:
         ended, signum, failures = sweep.execute(runs, wants, a, "questions", cluster)
     except sweep.Refused as e:
+        lock.close()  # the refusal leaves the folder to the next sweep at once
         die(str(e))
     missing = [key for key, s in ended.items() if s is None]
     rows = summarise(runs, ended)

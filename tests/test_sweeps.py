@@ -86,6 +86,8 @@ def test_refuse_mismatch_stops_before_anything_runs(tmp_path, capsys):
     one_line_exit_2(capsys, lambda: compare.main(ONE + ["--out", out, "--refuse-mismatch"]),
                     "ran other settings than this sweep asks")
     assert len(os.listdir(os.path.join(out, "runs", key))) == 1  # nothing ran
+    # the refusal let go of the folder's lock: the next sweep may take it at once
+    harness.hold_lock(os.path.join(out, ".sweep.lock"), "still held").close()
 
 
 def test_identity_is_what_the_script_resolves():
