@@ -288,7 +288,7 @@ def default_threads(args, device) -> tuple:
 def threads_from(args) -> str:
     """Where a run's number of CPU threads comes from: --threads, else the environment's
     OMP_NUM_THREADS (torch reads it at start), else the default policy (default_threads)."""
-    if getattr(args, "threads", None):
+    if args.threads:
         return "--threads"
     if os.environ.get("OMP_NUM_THREADS"):
         return "OMP_NUM_THREADS"
@@ -470,12 +470,12 @@ class StopSignal:
 
 
 class Signals:
-    """SIGINT and SIGTERM while a sweep runs (benchmarks/sweep.py, on_ray.py). The first asks it to stop gently: first(signum)
-    (the runs write their checkpoints, the tables of what finished are written). A Ctrl-C after
-    it asks for at once: again(signum). A SIGTERM after it is the same request as the first and
-    changes nothing: `timeout` sends SIGTERM to the process and again to its process group, and
-    the second copy must not throw away what the first asked to keep (a scheduler that means
-    "now" sends SIGKILL). signum: the first signal, or None; at_once: a Ctrl-C came after it."""
+    """SIGINT and SIGTERM while a sweep runs (benchmarks/sweep.py, on_ray.py). The first asks it
+    to stop gently: first(signum) (the runs write their checkpoints, the tables of what finished
+    are written). A Ctrl-C after it asks for at once: again(signum). A SIGTERM after it is the
+    same request as the first and changes nothing: `timeout` sends SIGTERM to the process and
+    again to its process group, and the second copy must not throw away what the first asked to
+    keep (a scheduler that means "now" sends SIGKILL). signum: the first signal, or None; at_once: a Ctrl-C came after it."""
 
     def __init__(self, first=None, again=None):
         self.first, self.again = first, again
@@ -761,9 +761,11 @@ def save_checkpoint(run_dir: str, state: dict, device) -> None:
         os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
+def load_checkpoint(path: str, script: str, arg_names: set, may_lack: set = frozenset()) -> dict:
     """Load a checkpoint of `script` (without running any pickled code), or raise ValueError
-    saying why it is not one."""
+    saying why it is not one. Its arguments are `arg_names`, less at most those of `may_lack`:
+    flags added since it was made whose default None keeps the behaviour it had; they come
+    back as None."""
     path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path!r}")
@@ -776,9 +778,10 @@ def load_checkpoint(path: str, script: str, arg_names: set) -> dict:
         raise ValueError(f"{path} is not a checkpoint of {script}.py"
                          + (f" (it is from {found}.py)" if isinstance(found, str) else ""))
     if not CHECKPOINT_KEYS <= set(ckpt) or not isinstance(ckpt["args"], dict) \
-            or set(ckpt["args"]) != arg_names:
+            or not set(ckpt["args"]) <= arg_names or not arg_names - set(ckpt["args"]) <= may_lack:
         raise ValueError(f"{path} is damaged or from another version of {script}.py")
-    return {**ckpt, "path": os.path.abspath(path)}
+    args = {**{k: None for k in arg_names - set(ckpt["args"])}, **ckpt["args"]}
+    return {**ckpt, "args": args, "path": os.path.abspath(path)}
 
 
 def load_optimizer(opt, state: dict, device, capturable: bool) -> None:
@@ -873,7 +876,8 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
             parser.resolve(args)
         return args, None
     try:
-        ckpt = load_checkpoint(args.resume, script, set(vars(args)))
+        newer = {a.dest for a in parser._actions if a.option_strings and a.default is None}
+        ckpt = load_checkpoint(args.resume, script, set(vars(args)), newer)
         check_data(parser, ckpt["args"].get("data"))  # the run's data, not the command line's
         check_saved_args(parser, ckpt)
     except ValueError as e:

@@ -176,7 +176,7 @@ def estimate_label(args) -> str:
 
 def reduction(args) -> str:
     """How R reduces over the batch: the mean, or with --reduce max the maximum (MaxGP)."""
-    return getattr(args, "reduce", None) or "mean"
+    return args.reduce or "mean"
 
 
 def method_name(args) -> str:

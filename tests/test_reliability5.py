@@ -243,3 +243,29 @@ def test_minus_zero_is_zero_in_a_methods_name():
     args = zero_centred.parse(["--center", "-0"])[0]
     assert zero_centred.method_name(args).startswith("R1,") and "-0" not in \
         zero_centred.method_name(args)
+
+
+# ------------------------- a checkpoint made before a flag existed resumes with its default
+def test_a_checkpoint_from_before_a_new_flag_resumes_and_one_missing_an_old_flag_does_not(
+        tmp_path, capsys):
+    """--threads and --ortho-map came after the runs of earlier versions: their checkpoints lack
+    them, and resume with their default None (the behaviour those runs had). A checkpoint that
+    lacks a flag whose default means something (--group-size) is from another version."""
+    out = str(tmp_path / "runs")
+    code, cap = run_main("wgan_groupsort", quick("wgan_groupsort") + [
+        "--iters", "2", "--eval-every", "2", "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    for flag in ("threads", "ortho_map"):
+        del ck["args"][flag]
+    torch.save(ck, path)
+    code, cap = run_main("wgan_groupsort", ["--resume", d, "--iters", "4"], capsys)
+    assert code == 0, cap.err
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    assert ck["iteration"] == 4 and ck["args"]["ortho_map"] is None
+    del ck["args"]["group_size"]
+    torch.save(ck, path)
+    code, cap = run_main("wgan_groupsort", ["--resume", d, "--iters", "6"], capsys)
+    one_line_error(code, cap, "wgan_groupsort", "from another version")
