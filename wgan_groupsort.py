@@ -461,6 +461,9 @@ CONFIGS = {
     "groupsort": {"flags": [], "runs": "toys digits fixed Q1 w1",
                   "w1_flags": ["--group-size", "full"], "published": "sort-out",
                   "summary": "orthogonal + GroupSort (MaxMin; full sort in the W1 benchmark)"},
+    # the faster orthogonal maps, which train eagerly on CUDA: the GPU check runs them too
+    "groupsort-cayley": {"flags": ["--ortho-map", "cayley"], "runs": "gpu"},
+    "groupsort-matrix_exp": {"flags": ["--ortho-map", "matrix_exp"], "runs": "gpu"},
 }
 
 

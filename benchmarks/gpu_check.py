@@ -17,6 +17,7 @@ Any check that exits non-zero or prints a warning fails. The last line is one ve
 from __future__ import annotations
 
 import glob
+import importlib
 import json
 import os
 import subprocess
@@ -28,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
-import harness
+import harness  # noqa: E402
+import sweep  # noqa: E402
 
 SCRIPTS = common.SCRIPTS
 
@@ -66,11 +68,14 @@ def commands(a, out):
                      [py, f"{script}.py", "--data", "mnist", "--device", a.device, "--iters",
                       str(a.iters), "--eval-every", str(a.iters), "--out",
                       os.path.join(out, script + "-mnist")], True))
-    for ortho in ("cayley", "matrix_exp"):  # GroupSort's faster maps: eager by design
-        todo.append((f"wgan_groupsort {ortho}", [
-            py, "wgan_groupsort.py", "--ortho-map", ortho, "--device", a.device, "--iters",
-            str(a.iters), "--eval-every", str(a.iters), "--out",
-            os.path.join(out, f"wgan_groupsort-{ortho}"), "--no-cuda-graph"], False))
+    for name, script, spec in sweep.configs("gpu"):  # what a script asks the check to run too
+        args, _ = harness.parse_or_resume(importlib.import_module(script).build_parser(),
+                                          spec["flags"], script, set())
+        graph = not args.no_cuda_graph  # as the script resolves it (GroupSort's faster maps)
+        todo.append((f"{script} {name}", [
+            py, f"{script}.py", *spec["flags"], "--device", a.device, "--iters", str(a.iters),
+            "--eval-every", str(a.iters), "--out", os.path.join(out, name)]
+            + ([] if graph else ["--no-cuda-graph"]), graph))
     if not a.no_speed:
         for script in SCRIPTS:
             todo.append((f"speed {script}", [py, os.path.join("benchmarks", "speed.py"),

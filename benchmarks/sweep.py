@@ -38,8 +38,9 @@ import harness
 # ------------------------------------------------------------------- what the methods declare
 # Where a configuration can run (the `runs` tags of a script's CONFIGS): the comparison grid on
 # the toys and the digits and its fixed-generator study (compare.py), the open questions
-# (open_questions.py) and the W1 benchmark (w1_benchmark.py).
-PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "w1")
+# (open_questions.py), the W1 benchmark (w1_benchmark.py), and gpu: one more run of the GPU
+# check (gpu_check.py), beside the one of every script with its defaults.
+PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "w1", "gpu")
 # What an entry may say besides its flags and places: its row in the report's summary table,
 # the W1 benchmark's published solver of the same family and the flags of its protocol there,
 # and whether it is the reference line the small-multiples figures draw in every panel.

@@ -571,8 +571,11 @@ def test_gpu_check_commands_are_real(capsys):
     lines = capsys.readouterr().out.splitlines()
     _, a = gpu_check.parse_args(["--iters", "50"])
     todo = gpu_check.commands(a, "OUT")
-    # the tests, each script eager and graphed, + MNIST graphed, + GroupSort's two faster maps
-    assert len(lines) == len(todo) == 2 + 3 * len(SCRIPTS) + len(SCRIPTS) + 2
+    # the tests, each script eager and graphed, + MNIST graphed, + what scripts ask for ("gpu")
+    extra = sweep.configs("gpu")
+    assert [(n, s) for n, s, _ in extra] == [("groupsort-cayley", "wgan_groupsort"),
+                                             ("groupsort-matrix_exp", "wgan_groupsort")]
+    assert len(lines) == len(todo) == 2 + 3 * len(SCRIPTS) + len(SCRIPTS) + len(extra)
     for label, argv, graph in todo:
         if argv[1].endswith(".py") and argv[1][:-3] in SCRIPTS:
             args, _ = harness.parse_or_resume(importlib.import_module(argv[1][:-3]).build_parser(),
@@ -623,6 +626,7 @@ def test_gpu_check_runs_every_check_and_gives_one_verdict(fake_cuda, monkeypatch
     assert "gpu_check on Fake GPU 0 (cuda:0)" in out
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"gpu_check: FAIL (6 of {2 + 4 * len(SCRIPTS) + 2}: ") and \
+        len(sweep.configs("gpu")) == 2 and \
         "Fake GPU 0" in last
     for failed in ("wgan_clip graph", "wgan_clip mnist graph", "wgan_div graph", "wgan_div eager",
                    "wgan_div mnist graph", "speed slogan"):
