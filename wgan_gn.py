@@ -86,9 +86,8 @@ class GradNorm(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x, *rest, **kw):
-        return grad_normalized(lambda v: self.net(v, *rest, **kw), x) if rest or kw else \
-            grad_normalized(self.net, x)
+    def forward(self, x, *rest, **kw):  # rest, kw: a conditional critic's other inputs
+        return grad_normalized(lambda v: self.net(v, *rest, **kw), x)
 
 
 def critic_loss(f_real: torch.Tensor, f_fake: torch.Tensor, loss: str) -> torch.Tensor:

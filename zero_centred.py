@@ -107,9 +107,10 @@ def zero_centred_penalty(critic, real: torch.Tensor, fake: torch.Tensor | None =
     torch; import warnings).
     """
     warn_if_batch_norm(critic)
-    if real.shape[0] == 0 or reduce not in ("mean", "max"):
-        raise ValueError(f"real must be a non-empty batch and reduce 'mean' or 'max', got "
-                         f"{real.shape[0]} samples and {reduce!r}")
+    if real.shape[0] == 0:
+        raise ValueError("real must be a non-empty batch")
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
     if not 0 < grad_scale < float("inf"):  # 0, inf or NaN would make the penalty NaN
         raise ValueError(f"grad_scale must be a finite number > 0, got {grad_scale}")
     with torch.enable_grad():  # the penalty is a gradient: it needs autograd even in no_grad code

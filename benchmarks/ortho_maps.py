@@ -9,6 +9,7 @@ WGAN-GP's; and how far the weights are from orthogonal after 20 updates (max |W�
     python benchmarks/ortho_maps.py                    # writes results/threads/ortho_maps.md
     python benchmarks/ortho_maps.py --threads 2 --mnist-iters 3
 """
+import importlib
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import harness  # noqa: E402
 import speed  # noqa: E402
-import wgan_gp  # noqa: E402
+import sweep  # noqa: E402
 import wgan_groupsort  # noqa: E402
 
 MAPS = wgan_groupsort.ORTHO_MAPS
@@ -31,8 +32,9 @@ def args_of(mod, flags):
     return harness.parse_or_resume(mod.build_parser(), flags, mod.SCRIPT, set())[0]
 
 
-def critic_update_ms(mod, flags, steps: int, dim: int = 128, batch: int = 1024) -> float:
-    """ms per critic_step of the script on a dim-D pair of Gaussians (the W1 benchmark's sizes)."""
+def critic_update_ms(mod, flags, steps: int, dim: int = 128, batch: int = 1024):
+    """(ms per critic_step of the script on a dim-D pair of Gaussians, the W1 benchmark's sizes;
+    the critic it trained)."""
     args = args_of(mod, flags)
     torch.manual_seed(0)
     D = mod.critic_net([dim, 2 * dim, 2 * dim, 1], args)
@@ -61,9 +63,13 @@ def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     device = torch.device("cpu")
-    gp_step, _ = critic_update_ms(wgan_gp, [], a.steps)
+    # the reference: the configuration the project's figures draw in grey (WGAN-GP's, λ 10)
+    script, ref = next((sc, spec["flags"]) for n, sc, spec in sweep.configs()
+                       if n == sweep.reference())
+    gp = importlib.import_module(script)
+    gp_step, _ = critic_update_ms(gp, ref, a.steps)
     mnist = ["--data", "mnist", "--batch", "50", "--dim", "64"]
-    gp_mnist = speed.time_path(wgan_gp, args_of(wgan_gp, mnist), device, False, a.mnist_iters, 1)
+    gp_mnist = speed.time_path(gp, args_of(gp, ref + mnist), device, False, a.mnist_iters, 1)
     rows = [f"| WGAN-GP (reference) | {gp_step:.1f} | 1.00 | {gp_mnist:.0f} | 1.00 | – |"]
     for m in MAPS:
         flags = ["--ortho-map", m]

@@ -202,12 +202,11 @@ def settling_columns(folders) -> dict:
     runs = []
     for folder in folders:
         path = os.path.join(folder or "", "metrics.csv")
+        run = settling(harness.read_metrics(path) if folder and os.path.exists(path) else [])
         ended = harness.read_json(os.path.join(folder or "", "summary.json")) or {}
-        if folder and os.path.exists(path) and ended.get("status") != "diverged":
-            runs.append(settling(harness.read_metrics(path)))
-        else:  # a diverged run never settled, whatever its last good evaluation said
-            runs.append({**settling([]), **({"ms_per_iter": settling(harness.read_metrics(
-                path))["ms_per_iter"]} if folder and os.path.exists(path) else {})})
+        if ended.get("status") == "diverged":  # whatever its last good evaluation said
+            run["settled_at"] = None
+        runs.append(run)
     at = [r["settled_at"] if r["settled_at"] is not None else math.inf for r in runs]
     return {"settled_at_median": statistics.median(at) if at else None,
             "settled_runs": sum(r["settled_at"] is not None for r in runs),

@@ -77,11 +77,16 @@ CALLS = {
     "c_transform": lambda m: m.c_transform(bumpy(REAL), REAL, FAKE, epsilon=0.1),
     "GradNorm": lambda m: m.GradNorm(bumpy)(REAL),
     "spectral_normalize_": lambda m: m.spectral_normalize_(net())(REAL.flatten(1)),
-    "orthogonal_linear": lambda m: (torch.manual_seed(1), m.GroupSort(2)(
-        m.orthogonal_linear(4, 6)(REAL.flatten(1))))[1],
-    "clip_weights_": lambda m: (lambda n: (m.clip_weights_(n, 0.05), n(REAL.flatten(1)))[1])(
-        net()),
+    "orthogonal_linear": lambda m: m.GroupSort(2)(m.orthogonal_linear(4, 6)(REAL.flatten(1))),
+    "clip_weights_": lambda m: clipped(m),
 }
+
+
+def clipped(m):
+    """A network's output after m's clip_weights_."""
+    n = net()
+    m.clip_weights_(n, 0.05)
+    return n(REAL.flatten(1))
 
 
 def test_every_method_script_has_something_to_copy_and_the_test_calls_each():
