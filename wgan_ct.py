@@ -17,11 +17,13 @@ batches' exact W1 (their assignment problem), reached by the optimal dual potent
 constraint is needed. The entropic version sits in [f^c, f^c + ε log B], so its value may exceed
 the batch W1 by at most ε log B. Public code has the entropic sign backwards (it tends to −max).
 Optimiser and critic steps are those of the penalty scripts (Adam 1e-4, betas (0.5, 0.9), 5 steps)
-so that the comparison changes the constraint only.
+so that the comparison changes the constraint only. --objective cowgan trains the critic by the
+update rule of the W1 benchmark's CoWGAN instead (cowgan_objective, below).
 
 Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python wgan_ct.py                              # the c-transform WGAN on the swiss roll
     python wgan_ct.py --epsilon 0.01               # the entropic (c, ε)-transform
+    python wgan_ct.py --objective cowgan           # the published CoWGAN's critic update
     python wgan_ct.py --data digits                # 8×8 digits, 2000 iterations
     python wgan_ct.py --fixed-generator            # the critic alone against real + N(0, I)
     python wgan_ct.py --iters 40 --dim 32 --eval-every 20      # a quick check on the CPU
@@ -103,13 +105,44 @@ def minimiser_top_share(f_real, real, fake) -> torch.Tensor:
     return counts.max() / len(fake)
 
 
+def cowgan_objective(f_real: torch.Tensor, f_fake: torch.Tensor, real: torch.Tensor,
+                     fake: torch.Tensor) -> torch.Tensor:
+    """The objective the published CoWGAN ascends at one step (Korotin, Kolesov, Burnaev 2022,
+    arXiv:2206.07767; justkolesov/Wasserstein1Benchmark, src/methods.py, train_CoWGAN), a scalar:
+
+        L1 = mean_i f(x_i) − mean_i f(y_i)                      the plain WGAN objective
+        L2 = mean_i f(x_i) + mean_i min_j (‖x_j − y_i‖ − f(x_j))   the c-transform over the reals
+        L3 = −mean_i f(y_i) + mean_j min_i (‖x_j − y_i‖ + f(y_i))  the transform over the fakes
+        L2 if L2 < L1, else L3 if L3 < L1, else L1
+
+    A transform falls below its plain term only where f breaks the 1-Lipschitz bound on a pair
+    of the batches, so the rule ascends the unconstrained objective while f keeps the bound
+    there and a transform where it does not; this script's default ascends L2 always, and f at
+    the fakes then gets no gradient. As their code, each minimiser is chosen without gradient
+    from torch.cdist's fast form and its distance then computed exactly. f_real (B,), f_fake
+    (M,): the critic at real (B, ...) and fake (M, ...). The choice is a torch.where: no host
+    sync. To copy: cowgan_objective (with import torch).
+    """
+    def transform(f_src, src, dst):  # min_j (‖src_j − y‖ − f(src_j)) at each y of dst
+        src, dst, f_src = src.flatten(1), dst.flatten(1), f_src.reshape(-1)
+        with torch.no_grad():
+            j = (torch.cdist(dst, src) - f_src.detach()).argmin(dim=1)
+        return (src[j] - dst).norm(dim=1) - f_src[j]
+
+    l1 = f_real.mean() - f_fake.mean()
+    l2 = f_real.mean() + transform(f_real, real, fake).mean()
+    l3 = -f_fake.mean() + transform(-f_fake, fake, real).mean()
+    return torch.where(l2 < l1, l2, torch.where(l3 < l1, l3, l1))
+
+
 def critic_step(D, opt_d, real, fake, args):
     """One update of the critic on a batch: what train_step repeats n_critic times and what
-    benchmarks/w1_benchmark.py trains. Returns the loss, the critic's value mean f + mean f^c
-    and f at the real points, as device tensors."""
+    benchmarks/w1_benchmark.py trains. Returns the loss, the objective ascended (by default
+    the critic's value mean f + mean f^c) and f at the real points, as device tensors."""
     out_real = D(real)
-    value = out_real.mean() + c_transform(out_real, real, fake, args.epsilon).mean()
-    loss_d = -value  # max_f  mean f(x) + mean f^c(y)
+    value = (cowgan_objective(out_real, D(fake), real, fake) if args.objective == "cowgan" else
+             out_real.mean() + c_transform(out_real, real, fake, args.epsilon).mean())
+    loss_d = -value  # max_f  mean f(x) + mean f^c(y)  (or CoWGAN's choice among L1, L2, L3)
     opt_d.zero_grad(set_to_none=False)  # in place: a CUDA graph needs fixed addresses
     loss_d.backward()
     opt_d.step()
@@ -118,7 +151,7 @@ def critic_step(D, opt_d, real, fake, args):
 
 def method_name(args) -> str:
     kind = f"(c, ε)-transform, ε = {args.epsilon:g}" if args.epsilon > 0 else "c-transform"
-    return f"WGAN-CT, {kind}"
+    return f"WGAN-CT, {kind}" + (", CoWGAN's update rule" if args.objective == "cowgan" else "")
 
 
 def estimate_label(args) -> str:
@@ -261,6 +294,9 @@ def check_args(a):
         return (f"--epsilon {a.epsilon:g} becomes 0 or infinite in float32, which the training "
                 f"runs in: take one in [{f32.tiny * f32.eps:.3g}, {f32.max:.3g}], or 0 for the "
                 f"exact c-transform")
+    if a.objective == "cowgan" and a.epsilon > 0:
+        return (f"--objective cowgan takes the exact transforms, as the published rule: drop "
+                f"--epsilon {a.epsilon:g}")
     return None
 
 
@@ -270,6 +306,12 @@ def build_parser() -> harness.ArgumentParser:
     m = p.add_argument_group("method")
     m.add_argument("--epsilon", type=harness.number(float, 0), default=0.0,
                    help="ε of the entropic (c, ε)-transform; 0 takes the exact minimum")
+    m.add_argument("--objective", choices=("c-transform", "cowgan"), default=None,
+                   help="the critic's update: ascend mean f + mean f^c (c-transform), or the "
+                        "published CoWGAN's rule (cowgan: the plain WGAN objective while f "
+                        "keeps the bound on the batches, a transform where it does not; exact "
+                        "transforms only); the generator's loss is mean f^c either way (default: "
+                        "c-transform)")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
                    help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "
@@ -410,6 +452,8 @@ CONFIGS = {
     "c-transform": {"flags": [], "runs": "toys digits fixed Q1 w1", "published": "cowgan",
                     "summary": "c-transform"},
     "c-transform-eps0.05": {"flags": ["--epsilon", "0.05"], "runs": "w1"},
+    # the published CoWGAN's update rule (justkolesov/Wasserstein1Benchmark, src/methods.py)
+    "cowgan-rule": {"flags": ["--objective", "cowgan"], "runs": "w1", "published": "cowgan"},
 }
 
 

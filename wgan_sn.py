@@ -27,6 +27,7 @@ Where this departs from the paper, in one line each:
 Run (outputs go to runs/<script>-<data>-s<seed>-<time>/):
     python wgan_sn.py                              # swiss roll, 5000 iterations (~2 min on 2 cores)
     python wgan_sn.py --power-iterations 5         # a tighter σ estimate per update
+    python wgan_sn.py --constant-sigma             # σ without its gradient (the W1 benchmark's)
     python wgan_sn.py --data digits                # 8×8 digits, 2000 iterations
     python wgan_sn.py --dim 512 --iters 100000     # gan_toy.py's full toy setting
     python wgan_sn.py --fixed-generator            # train the critic alone against real + N(0, I)
@@ -54,24 +55,56 @@ RESUMABLE = {"iters", "eval_every", "device", "no_cuda_graph", "threads"}  # --r
 
 
 # ---------------------------------------------------------------------------------- the method
-def spectral_normalize_(critic: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+def spectral_normalize_(critic: nn.Module, n_power_iterations: int = 1,
+                        constant_sigma: bool = False) -> nn.Module:
     """Put spectral normalisation on every nn.Linear and nn.Conv2d of the critic, in place, and
     return it (Miyato et al. 2018): each layer's weight becomes W/σ(W), σ estimated by
     n_power_iterations power iterations on every training-mode forward pass, with persistent
     vectors u and v kept as buffers (in the state dict, so a checkpoint resumes them).
 
-    PyTorch's torch.nn.utils.parametrizations.spectral_norm does the work; a layer that has a
-    spectral norm already is left alone. In eval mode the layers reuse u and v without
-    updating them.
-    To copy: spectral_normalize_ (with import torch; from torch import nn; from torch.nn.utils
-    import parametrize; from torch.nn.utils.parametrizations import spectral_norm).
+    PyTorch's torch.nn.utils.parametrizations.spectral_norm does the work, σ(W) differentiated
+    as the paper's; constant_sigma=True puts ConstantSigma instead. A layer that has a spectral
+    norm already is left alone. In eval mode the layers reuse u and v without updating them.
+    To copy: spectral_normalize_ and ConstantSigma (with import torch; from torch import nn;
+    from torch.nn.utils import parametrize; from torch.nn.utils.parametrizations import
+    spectral_norm).
     """
     if n_power_iterations < 1:
         raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
     for m in critic.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)) and not parametrize.is_parametrized(m, "weight"):
-            spectral_norm(m, n_power_iterations=n_power_iterations)
+            if constant_sigma:
+                parametrize.register_parametrization(
+                    m, "weight", ConstantSigma(m.weight, n_power_iterations))
+            else:
+                spectral_norm(m, n_power_iterations=n_power_iterations)
     return critic
+
+
+class ConstantSigma(nn.Module):
+    """W/σ(W) with σ a constant of the backward pass: the spectral normalisation of the W1
+    benchmark's SN-GAN (justkolesov/Wasserstein1Benchmark, src/models.py, after christiancosgrove/
+    pytorch-spectral-normalization-gan), whose σ = uᵀWv is computed from the weights' .data. The
+    function class is the same (every layer's norm is 1); the gradient is not: it is ∂L/∂W'
+    over σ, without the paper's term −(∂L/∂W'·W')·uvᵀ/σ that keeps the update off the direction
+    of σ. One departure from their code: one power iteration per update (parametrize.cached, as
+    above), not one per forward pass."""
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1):
+        super().__init__()
+        w = weight.detach().flatten(1)
+        self.n_power_iterations = n_power_iterations
+        self.register_buffer("u", nn.functional.normalize(torch.randn_like(w[:, 0]), dim=0))
+        self.register_buffer("v", nn.functional.normalize(torch.randn_like(w[0]), dim=0))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        w = weight.detach().flatten(1)
+        if self.training:  # u ← Wv/‖Wv‖ after v ← Wᵀu/‖Wᵀu‖, in place (a CUDA graph's buffers)
+            with torch.no_grad():
+                for _ in range(self.n_power_iterations):
+                    self.v.copy_(nn.functional.normalize(w.T @ self.u, dim=0))
+                    self.u.copy_(nn.functional.normalize(w @ self.v, dim=0))
+        return weight / (self.u @ w @ self.v)  # σ from the detached weight: no gradient
 
 
 @torch.no_grad()
@@ -103,7 +136,7 @@ def critic_step(D, opt_d, real, fake, args):
 
 def method_name(args) -> str:
     its = "" if args.power_iterations == 1 else f", {args.power_iterations} power iterations"
-    return f"WGAN, spectral normalisation{its}"
+    return f"WGAN, spectral normalisation{its}" + (", σ constant" if args.constant_sigma else "")
 
 
 def estimate_label(args) -> str:
@@ -115,16 +148,18 @@ def estimate_label(args) -> str:
 def critic_net(widths, args) -> nn.Module:
     """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
     benchmark's: [D, h, h, 1]), every layer spectrally normalised."""
-    return spectral_normalize_(mlp(widths), args.power_iterations)
+    return spectral_normalize_(mlp(widths), args.power_iterations, bool(args.constant_sigma))
 
 
 def make_critic(args) -> nn.Module:
     """The run's critic, every layer spectrally normalised: the MLP on the toys, the
     convolutions on the digits and MNIST."""
     if args.data == "mnist":
-        return spectral_normalize_(MnistCritic(args.dim), args.power_iterations)
+        return spectral_normalize_(MnistCritic(args.dim), args.power_iterations,
+                                   bool(args.constant_sigma))
     if args.data == "digits":
-        return spectral_normalize_(ConvCritic(args.dim), args.power_iterations)
+        return spectral_normalize_(ConvCritic(args.dim), args.power_iterations,
+                                   bool(args.constant_sigma))
     return Critic(critic_net([2, *[args.dim] * 3, 1], args))
 
 
@@ -244,6 +279,10 @@ def build_parser() -> harness.ArgumentParser:
     m = p.add_argument_group("method")
     m.add_argument("--power-iterations", type=harness.number(int, 1, 1000), default=1,
                    help="power iterations per critic update for each layer's σ (the paper's 1)")
+    m.add_argument("--constant-sigma", action="store_true", default=None,
+                   help="treat σ(W) as a constant in the backward pass, as the W1 benchmark's "
+                        "SN-GAN does (ConstantSigma); by default it is differentiated, as the "
+                        "paper's")
     t = p.add_argument_group("training")
     t.add_argument("--data", choices=common.DATASETS, default="swissroll",
                    help="a 2-D toy; digits: the 8×8 digits scikit-learn ships; mnist: 5000 "
@@ -380,6 +419,9 @@ CONFIGS = {
     "wgan-sn": {"flags": [], "runs": "toys digits fixed Q1 w1",
                 "w1_flags": ["--power-iterations", "5"], "published": "sn-gan",
                 "summary": "spectral normalisation"},
+    # the W1 benchmark's SN-GAN normalises as christiancosgrove's code: σ without its gradient
+    "wgan-sn-constant-sigma": {"flags": ["--constant-sigma"], "runs": "w1",
+                               "w1_flags": ["--power-iterations", "5"], "published": "sn-gan"},
 }
 
 

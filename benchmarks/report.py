@@ -268,10 +268,12 @@ def w1_pairs(rows) -> list:
     pairs = sorted({(r["dim"], r["funnels"]) for r in rows}, key=lambda p: (int(p[0]), int(p[1])))
     for dim, funnels in pairs:
         rs = [r for r in rows if (r["dim"], r["funnels"]) == (dim, funnels)]
+        quotient = any(r.get("quotient") for r in rs)  # a column only where one was measured
         out += [f"### D = {dim}, {funnels} funnels (true W1 {num(rs[0]['true_w1'], '.3f')}; the "
                 f"paper's {num(rs[0]['published_true_w1'], '.3f')})", "",
                 "| constraint | seeds × iters | cos | L2 | est / W1 | published (solver: cos, "
-                "L2, est / W1) | on a centre | ms/it |", "|---|---|---|---|---|---|---|---|"]
+                "L2, est / W1) | on a centre | " + "max quotient | " * quotient + "ms/it |",
+                "|---|---|---|---|---|---|---|" + "---|" * quotient + "---|"]
         for r in rs:
             pub = (f"{r['published_solver']}: {num(r['published_cos'])}, "
                    f"{num(r['published_l2'])}, {num(r['published_est_over_w1'])}"
@@ -282,7 +284,9 @@ def w1_pairs(rows) -> list:
                        f"{spread(r, 'cos', k='')} | {spread(r, 'l2', k='')} | "
                        f"{spread(r, 'est_over_w1', k='')} | {pub} | "
                        f"{num(100 * float(r['at_centre']), '.0f')} % | "
-                       f"{num(r['ms_per_iter'], '.1f')} |")
+                       + (f"{spread(r, 'quotient', '.3f', k='') if r.get('quotient') else '–'} | "
+                          if quotient else "")
+                       + f"{num(r['ms_per_iter'], '.1f')} |")
         out.append("")
     return out
 

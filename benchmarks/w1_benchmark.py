@@ -54,6 +54,7 @@ pair-2d-<K>.png (the true potential, then each critic over the map of cos(∇f, 
 """
 from __future__ import annotations
 
+import copy
 import csv
 import importlib
 import json
@@ -80,6 +81,8 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "w1_benc
 DIMS = (2, 4, 8, 16, 32, 64, 128)
 FUNNELS = (4, 16, 64, 256)
 BATCH = 1024
+LR = 2e-4  # their Adam learning rate, betas (0, 0.9)
+QUOTIENT_FROM = 1000  # a curve's points measure the largest quotient from this iteration on
 # Their iterations per solver family (notebooks/test_nd.ipynb); a constraint they did not run
 # gets the gradient penalties' 60,000, the longest: --protocol paper.
 PAPER_ITERS = {"wgan": 5000, "wgan-gp": 60000, "wgan-lp": 60000, "sn-gan": 10000,
@@ -112,6 +115,12 @@ def method(name: str):
     mod = importlib.import_module(script)
     args, _ = harness.parse_or_resume(mod.build_parser(), flags, script, set())
     return mod, args
+
+
+def learning_rate(name: str) -> float:
+    """The critic's Adam learning rate: their 2e-4, or what the configuration states (w1_lr)."""
+    base = sweep.split_lambda(name)[0]
+    return next(spec.get("w1_lr", LR) for n, _, spec in sweep.configs("w1") if n == base)
 
 
 def paper_iters(name: str) -> int:
@@ -208,11 +217,13 @@ def true_w1(pair: dict, n: int = 100_000, seed: int = 0) -> float:
 
 
 # ------------------------------------------------------------------------------------ the metrics
-def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> dict:
+def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu",
+            quotient: bool = True) -> dict:
     """cos and L2 between ∇f and the optimal −∇u at n samples of P (leaving out the points on a
-    funnel centre, whose share is `at_centre`), the mean and largest ‖∇f‖ there, and the
-    critic's estimate E_P f − E_Q f on independent samples beside the true W1 of the plan's n
-    pairs. The same samples every time for a seed: a training's curve is measured on them."""
+    funnel centre, whose share is `at_centre`), the mean and largest ‖∇f‖ there, the critic's
+    estimate E_P f − E_Q f on independent samples beside the true W1 of the plan's n pairs, and
+    (quotient: a few seconds at 128-D; NaN without) the largest Lipschitz quotient. The same
+    samples every time for a seed: a training's curve is measured on them."""
     g = torch.Generator().manual_seed(seed)
     x, y = sample_plan(n, pair, g)
     q = sample_q(n, pair, g).float()
@@ -227,7 +238,27 @@ def metrics(critic, pair: dict, n: int = 4096, seed: int = 1, device="cpu") -> d
             "estimate": (f_x.mean() - f_q.mean()).item(),
             "true_w1": (x.double() - y.double()).norm(dim=1).mean().item(),
             "at_centre": 1 - ok.double().mean().item(),
-            "grad_norm_mean": norm.mean().item(), "grad_norm_max": norm.max().item()}
+            "grad_norm_mean": norm.mean().item(), "grad_norm_max": norm.max().item(),
+            "quotient_max": largest_quotient(critic, pair, seed=seed, device=device)
+            if quotient else math.nan}
+
+
+def largest_quotient(critic, pair: dict, n: int = 100_000, seed: int = 1, device="cpu") -> float:
+    """The largest |f(x) − f(y)|/‖x − y‖ over n random pairs, the critic run in float64 (a
+    twin of it, so that float32's digits do not make the quotient of a close pair): half of
+    them x ~ P and y ~ Q, half x ~ P and y = x + r·e, e a random unit vector and r
+    log-uniform in [1e-3, 1] (close pairs, where the quotient nears ‖∇f‖). Above 1, the critic
+    is not 1-Lipschitz there; a lower bound of its constant, not a certificate."""
+    g = torch.Generator().manual_seed(seed + 7)
+    x = torch.cat([sample_plan(n // 2, pair, g)[0] for _ in range(2)]).double()
+    e = torch.nn.functional.normalize(torch.randn(x.shape, generator=g, dtype=torch.float64), dim=1)
+    r = 10 ** (3 * torch.rand(n // 2, 1, generator=g, dtype=torch.float64) - 3)
+    y = torch.cat([sample_q(n // 2, pair, g), x[n // 2:] + r * e[n // 2:]])
+    twin = copy.deepcopy(critic).double().eval()
+    with torch.no_grad():
+        fx, fy = (torch.cat([twin(c.to(device)).reshape(-1).cpu() for c in v.split(8192)])
+                  for v in (x, y))
+    return ((fx - fy).abs() / (x - y).norm(dim=1)).max().item()
 
 
 def critic_and_grad(critic, x):
@@ -279,7 +310,7 @@ def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int =
     done, seconds, curve = state["done"], state["seconds"], state["curve"]
     if not done:
         D.eval()  # measure without moving anything (spectral norm's u)
-        curve = [{"at": 0, **metrics(D, pair, seed=seed + 1, device=device)}]
+        curve = [{"at": 0, **metrics(D, pair, seed=seed + 1, device=device, quotient=False)}]
         D.train()
     for point in (p for p in points if p > done):
         t = time.time()
@@ -291,8 +322,9 @@ def train(name: str, dim: int, funnels: int, seed: int, iters: int, batch: int =
             torch.cuda.synchronize(device)
         seconds, done = seconds + time.time() - t, point
         D.eval()
-        curve.append({"at": point, "seconds": seconds,
-                      **metrics(D, pair, seed=seed + 1, device=device)})
+        curve.append({"at": point, "seconds": seconds,  # the quotient from QUOTIENT_FROM on
+                      **metrics(D, pair, seed=seed + 1, device=device,
+                                quotient=point >= min(QUOTIENT_FROM, iters))})
         D.train()
         if checkpoint and point < iters:
             save_training(checkpoint, me, D, opt, g, device, done, seconds, curve)
@@ -317,10 +349,11 @@ def save_training(path, me, D, opt, g, device, done, seconds, curve) -> None:
 
 
 def start(name: str, dim: int, seed: int, device):
-    """A new training's critic, optimiser and batch generator: Adam 2e-4, betas (0, 0.9)."""
+    """A new training's critic, optimiser and batch generator: Adam 2e-4 (or the configuration's
+    w1_lr), betas (0, 0.9)."""
     torch.manual_seed(seed)
     D = make_critic(name, dim).to(device)
-    opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.0, 0.9))
+    opt = torch.optim.Adam(D.parameters(), lr=learning_rate(name), betas=(0.0, 0.9))
     return D, opt, torch.Generator().manual_seed(10_000 + seed)
 
 
@@ -349,14 +382,14 @@ def resume_from(path, me, D, opt, g, device):
 # --------------------------------------------------------------------------- what runs.csv holds
 RUN_FIELDS = ["config", "dim", "funnels", "seed", "iters", "at", "batch", "seconds", "ms_per_iter",
               "cos", "l2", "estimate", "true_w1", "at_centre", "grad_norm_mean", "grad_norm_max",
-              "cos_at_start", "diverged", "device", "threads"]
+              "quotient_max", "cos_at_start", "diverged", "device", "threads"]
 NUMBERS = {"dim": int, "funnels": int, "seed": int, "iters": int, "at": int, "batch": int,
            "threads": int, "seconds": float, "ms_per_iter": float, "cos": float, "l2": float,
            "estimate": float, "true_w1": float, "at_centre": float, "grad_norm_mean": float,
-           "grad_norm_max": float, "cos_at_start": float}
+           "grad_norm_max": float, "quotient_max": float, "cos_at_start": float}
 # Columns a runs.csv of an earlier version lacks, and what they were: a row per training, at
-# its last iteration, with no gradient norms.
-ADDED = {"at": None, "grad_norm_mean": "nan", "grad_norm_max": "nan"}
+# its last iteration, with no gradient norms and no quotient.
+ADDED = {"at": None, "grad_norm_mean": "nan", "grad_norm_max": "nan", "quotient_max": "nan"}
 
 
 def key(config, dim, funnels, seed) -> str:
@@ -443,6 +476,7 @@ def table(runs, pairs) -> list:
                     "iters": "/".join(str(i) for i in sorted({r["iters"] for r in rs})),
                     **spread(rs, "cos", "cos"), **spread(rs, "l2", "l2"),
                     **spread(rs, "estimate", "est_over_w1", lambda r: true),
+                    **spread(rs, "quotient_max", "quotient"),
                     "diverged": sum(r["diverged"] for r in rs),
                     "published_solver": pub_name or "",
                     "published_cos": pub["cos"] if pub else None,
@@ -484,7 +518,7 @@ def write(runs, pairs, a, command, minutes, ran, planned, missing, failed):
              "weights but not the biases) and their metric, which differentiates u through "
              "torch.cdist's ‖x‖² + ‖c‖² − 2x·c form, imprecise next to a funnel centre where P "
              "gathers; here ∇u is exact and the samples exactly on a centre (share in 'on a "
-             "centre') are left out. ms/it: one critic update, median over the seeds.", "",
+             "centre') are left out. max quotient (where measured): the largest |f(x) − f(y)|/‖x − y‖ over 10⁵ random pairs, far and close; above 1 the critic is not 1-Lipschitz. ms/it: one critic update, median over the seeds.", "",
              *report.w1_pairs(report.cells(t))]
     with open(os.path.join(a.out, "results.md"), "w") as fh:
         fh.write("\n".join(lines))

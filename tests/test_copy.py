@@ -76,7 +76,10 @@ CALLS = {
     "alp_penalty": lambda m: m.alp_penalty(bumpy, REAL, FAKE, 0.1, 1.0, 0.5),
     "c_transform": lambda m: m.c_transform(bumpy(REAL), REAL, FAKE, epsilon=0.1),
     "GradNorm": lambda m: m.GradNorm(bumpy)(REAL),
-    "spectral_normalize_": lambda m: m.spectral_normalize_(net())(REAL.flatten(1)),
+    "cowgan_objective": lambda m: m.cowgan_objective(bumpy(REAL), bumpy(FAKE), REAL, FAKE),
+    "spectral_normalize_": lambda m: torch.cat([m.spectral_normalize_(net())(REAL.flatten(1)),
+                                                m.spectral_normalize_(net(), 2, True)(
+                                                    REAL.flatten(1))]),
     "orthogonal_linear": lambda m: m.GroupSort(2)(m.orthogonal_linear(4, 6)(REAL.flatten(1))),
     "clip_weights_": lambda m: clipped(m),
 }

@@ -278,6 +278,8 @@ STEP_CASES = [(s, []) for s in SCRIPTS] + [
     ("zero_centred", ["--perturb", "interpolate", "--reduce", "max"]),
     ("wgan_clip", ["--warmup-schedule-on"]),  # 100 critic steps: a graph of its own
     ("wgan_ct", ["--epsilon", "0.05"]), ("wgan_ct", ["--fixed-generator"]),
+    ("wgan_ct", ["--objective", "cowgan"]), ("wgan_sn", ["--constant-sigma"]),
+    ("wgan_clip", ["--weights-only"]),
     *[(s, ["--fixed-generator"]) for s in ("slogan", "dragan", "wgan_clip", "wgan_sn",
                                             "wgan_div")],
     ("wgan_sn", ["--power-iterations", "3"]), ("wgan_div", ["--points", "real-fake"]),

@@ -552,3 +552,54 @@ def test_a_pair_figure_is_not_drawn_with_fewer_panels_than_the_store_has(tmp_pat
     capsys.readouterr()
     assert wb.main(argv) == 0
     assert len(drawn) == 1 and "pair-2d-4.png is not redrawn" in capsys.readouterr().out
+
+
+# ------------------------------------------- the largest quotient, a configuration's own rate
+def test_the_largest_quotient_finds_a_known_lipschitz_constant():
+    """On analytic critics: a linear f(x) = a·x in 2-D reaches ‖a‖ (its close pairs point every
+    way) and never passes it; a funnel's −u is 1-Lipschitz and its quotient nears 1 from below."""
+    pair = wb.load_pair(2, 4)
+    a = torch.tensor([0.6, -0.3])
+    lin = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.copy_(a[None]), lin.bias.zero_()
+    q = wb.largest_quotient(lin, pair, n=2000)
+    assert a.norm().item() * 0.99 < q <= a.norm().item() + 1e-12
+
+    class MinusU(torch.nn.Module):
+        def forward(self, x):
+            return -wb.potential(x, pair)
+    assert 0.9 < wb.largest_quotient(MinusU(), pair, n=2000) <= 1 + 1e-12
+
+
+def test_a_configuration_may_state_its_own_learning_rate_and_the_curve_its_quotient():
+    """GroupSort's half-rate case trains with Adam 1e-4 (its w1_lr), the others with their
+    2e-4; a training measures the quotient from QUOTIENT_FROM on, and runs.csv keeps it."""
+    assert wb.learning_rate("groupsort-lr1e-4") == 1e-4
+    assert wb.learning_rate("groupsort") == wb.learning_rate("gp-onesided-l10@λ1") == 2e-4
+    D, opt, _ = wb.start("groupsort-lr1e-4", 2, 0, torch.device("cpu"))
+    assert opt.param_groups[0]["lr"] == 1e-4
+    r = wb.train("cowgan-rule", 2, 4, 0, 20, batch=64, at=[10])
+    assert [math.isnan(c["quotient_max"]) for c in r["curve"]] == [True, False]  # the last
+    old = wb.QUOTIENT_FROM
+    try:
+        wb.QUOTIENT_FROM = 10
+        r = wb.train("cowgan-rule", 2, 4, 0, 20, batch=64, at=[5, 10])
+    finally:
+        wb.QUOTIENT_FROM = old
+    assert [math.isnan(c["quotient_max"]) for c in r["curve"]] == [True, False, False]
+    assert r["quotient_max"] > 0
+
+
+def test_the_pair_tables_show_the_quotient_only_where_it_was_measured():
+    import report
+    row = {"dim": "2", "funnels": "4", "config": "x", "seeds": "1", "iters": "10",
+           "true_w1": "0.8", "published_true_w1": "0.8", "published_solver": "",
+           "at_centre": "0", "ms_per_iter": "1", "diverged": "0",
+           **{k + s: "0.5" for k in ("cos", "l2", "est_over_w1") for s in ("", "_min", "_max")}}
+    old = report.w1_pairs([row])
+    assert "max quotient" not in "\n".join(old)
+    new = report.w1_pairs([row, {**row, "config": "y", "quotient": "0.97",
+                                 "quotient_min": "0.9", "quotient_max": "1.01"}])
+    assert "| max quotient |" in new[2] and "| 0.970 [0.900, 1.010] |" in new[5]
+    assert new[4].count("|") == new[5].count("|") == new[2].count("|")

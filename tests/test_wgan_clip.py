@@ -130,3 +130,16 @@ def test_script_with_schedule_keeps_weights_clipped(tmp_path, capsys):
         assert float(r["critic_estimate"]) <= float(r["lipschitz_bound"]) * float(r["w1"]) * 1.5
     assert 0 < float(rows[-1]["clipped_share"]) <= 1
     assert "K " in capsys.readouterr().out
+
+
+def test_clipping_the_weights_only_leaves_the_biases_free():
+    """The W1 benchmark's WGAN (--weights-only) clips the weight matrices, not the biases."""
+    net = random_critic(0, 8, 5.0)
+    biases = {n: p.detach().clone() for n, p in net.named_parameters() if n.endswith("bias")}
+    assert any((b.abs() > 0.01).any() for b in biases.values())
+    clip_weights_(net, 0.01, biases=False)
+    for n, p in net.named_parameters():
+        if n.endswith("bias"):
+            assert torch.equal(p, biases[n])
+        else:
+            assert (p.abs() <= 0.01).all()

@@ -158,3 +158,53 @@ def test_a_run_logs_the_value_below_the_batch_w1(tmp_path):
         assert float(r["estimate_over_w1"]) <= 1 + 1e-6
         assert 1 / 16 <= float(r["minimiser_top_share"]) <= 1
     assert 0 < float(rows[-1]["minimiser_top_share"]) <= 1  # the step's mean too
+
+
+# --------------------------------------------------------- the published CoWGAN's update rule
+def by_hand(f, x, y):
+    """L1, L2, L3 of train_CoWGAN computed from their definitions, with exact minima."""
+    fx, fy, d = f(x), f(y), torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+    l1 = fx.mean() - fy.mean()
+    l2 = fx.mean() + (d - fx[:, None]).min(dim=0).values.mean()  # min over the reals j
+    l3 = -fy.mean() + (d + fy[None, :]).min(dim=1).values.mean()  # min over the fakes i
+    return l1, l2, l3
+
+
+@given(seeds, st.integers(2, 24), dims, st.sampled_from(["linear", "radial", "mlp", "constant"]))
+def test_cowgan_objective_is_the_published_rule(seed, n, d, kind):
+    """The objective is L2 where L2 < L1, else L3 where L3 < L1, else L1; and a 1-Lipschitz
+    critic (its transforms are never below the plain terms) always gets L1, the plain WGAN
+    objective: the rule only constrains a critic that breaks the bound on the batches."""
+    from wgan_ct import cowgan_objective
+    x, y = cloud(seed, n, d), cloud(seed + 1, n + 1, d, shift=1.0)
+    f = critic_of(kind, seed, d)
+    l1, l2, l3 = by_hand(f, x, y)
+    want = l2 if l2 < l1 else (l3 if l3 < l1 else l1)
+    got = cowgan_objective(f(x), f(y), x, y)
+    assert torch.allclose(got, want, atol=1e-9)
+    if kind == "constant":  # 0-Lipschitz
+        assert torch.allclose(got, l1, atol=1e-12)
+    lip1 = lambda z: 0.99 * z[:, 0]  # noqa: E731 - 1-Lipschitz, so L2, L3 >= L1
+    assert torch.equal(cowgan_objective(lip1(x), lip1(y), x, y), lip1(x).mean() - lip1(y).mean())
+
+
+def test_cowgan_objective_gradient_is_that_of_the_chosen_term():
+    """Its gradient in the critic's values is the chosen term's (the minimisers chosen without
+    gradient, as in their code, do not change it): a steep critic gets L2's, in which f at the
+    fakes has no weight; a flat one gets L1's, −1/M at each fake."""
+    from wgan_ct import cowgan_objective
+    x, y = cloud(0, 6, 2), cloud(1, 5, 2, shift=0.5)
+    for slope, fake_grad in ((10.0, 0.0), (0.5, -1 / 5)):
+        fx = (slope * x[:, 0]).requires_grad_(True)
+        fy = (slope * y[:, 0]).requires_grad_(True)
+        gx, gy = torch.autograd.grad(cowgan_objective(fx, fy, x, y), (fx, fy))
+        assert torch.allclose(gy, torch.full_like(gy, fake_grad))
+        if slope == 0.5:
+            assert torch.allclose(gx, torch.full_like(gx, 1 / 6))
+
+
+def test_cowgan_objective_is_refused_with_an_entropic_epsilon(capsys):
+    import wgan_ct
+    with pytest.raises(SystemExit) as e:
+        wgan_ct.parse(["--objective", "cowgan", "--epsilon", "0.1"])
+    assert e.value.code == 2 and "--objective cowgan takes the exact" in capsys.readouterr().err

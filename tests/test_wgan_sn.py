@@ -114,3 +114,35 @@ def test_a_run_logs_sigma_and_the_certified_bound(tmp_path):
         assert 0.9 < float(r["sigma_max"]) < 1.1 and float(r["lipschitz_bound"]) <= 1.5
         assert float(r["certified"]) == 1.0  # the estimate is below K·W1 of the same samples
         assert float(r["estimate_over_w1"]) <= float(r["lipschitz_bound"]) + 1e-6
+
+
+# --------------------------------------------- σ as a constant (the W1 benchmark's SN-GAN)
+def test_constant_sigma_normalises_alike_with_the_gradient_over_sigma():
+    """ConstantSigma reaches the same W/σ(W) as torch's spectral norm (σ the exact largest
+    singular value once the power iteration has converged), but its gradient treats σ as a
+    number: for L = Σ C ⊙ W/σ, dL/dW = C/σ exactly, where torch's has the extra term
+    −(Σ C ⊙ W/σ)·uvᵀ/σ."""
+    from wgan_sn import ConstantSigma
+    torch.manual_seed(0)
+    ours = spectral_normalize_(torch.nn.Linear(6, 4), 50, constant_sigma=True)
+    theirs = spectral_normalize_(torch.nn.Linear(6, 4), 50)
+    theirs.parametrizations.weight.original.data.copy_(ours.parametrizations.weight.original)
+    assert isinstance(ours.parametrizations.weight[0], ConstantSigma)
+    for _ in range(3):  # the power iterations converge
+        ours.weight, theirs.weight
+    w = ours.parametrizations.weight.original.detach()
+    sigma = torch.linalg.matrix_norm(w.double(), 2).float()
+    assert torch.allclose(ours.weight, w / sigma, atol=1e-6)
+    assert torch.allclose(ours.weight, theirs.weight, atol=1e-6)
+    c = torch.randn(4, 6)
+    (g_ours,) = torch.autograd.grad((c * ours.weight).sum(), ours.parametrizations.weight.original)
+    (g_theirs,) = torch.autograd.grad((c * theirs.weight).sum(),
+                                      theirs.parametrizations.weight.original)
+    assert torch.allclose(g_ours, c / sigma, atol=1e-6)
+    assert not torch.allclose(g_theirs, c / sigma, atol=1e-3)
+    u0 = ours.parametrizations.weight[0].u.clone()
+    ours.eval()
+    ours(torch.randn(2, 6))
+    assert torch.equal(u0, ours.parametrizations.weight[0].u)  # measuring never moves u
+    assert {"parametrizations.weight.0.u", "parametrizations.weight.0.v"} <= set(
+        ours.state_dict())  # a checkpoint resumes them
