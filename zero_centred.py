@@ -479,7 +479,7 @@ CONFIGS = {
     # MaxGP: the largest ‖∇f‖² at interpolates, the GAN loss and λ 0.1 of the paper's code
     # (gan_synthetic4.py; it also feeds the last step's steepest B/8 points back: not done here).
     "maxgp-gan": {"flags": ["--perturb", "interpolate", "--reduce", "max", "--lambda", "0.1"],
-                  "runs": "toys"},
+                  "runs": "toys w1"},
 }
 
 

@@ -254,7 +254,7 @@ def largest_quotient(critic, pair: dict, n: int = 100_000, seed: int = 1, device
     e = torch.nn.functional.normalize(torch.randn(x.shape, generator=g, dtype=torch.float64), dim=1)
     r = 10 ** (3 * torch.rand(n // 2, 1, generator=g, dtype=torch.float64) - 3)
     y = torch.cat([sample_q(n // 2, pair, g), x[n // 2:] + r * e[n // 2:]])
-    twin = copy.deepcopy(critic).double().eval()
+    twin = copy.deepcopy(critic).double().eval() if isinstance(critic, nn.Module) else critic
     with torch.no_grad():
         fx, fy = (torch.cat([twin(c.to(device)).reshape(-1).cpu() for c in v.split(8192)])
                   for v in (x, y))
@@ -518,7 +518,9 @@ def write(runs, pairs, a, command, minutes, ran, planned, missing, failed):
              "weights but not the biases) and their metric, which differentiates u through "
              "torch.cdist's ‖x‖² + ‖c‖² − 2x·c form, imprecise next to a funnel centre where P "
              "gathers; here ∇u is exact and the samples exactly on a centre (share in 'on a "
-             "centre') are left out. max quotient (where measured): the largest |f(x) − f(y)|/‖x − y‖ over 10⁵ random pairs, far and close; above 1 the critic is not 1-Lipschitz. ms/it: one critic update, median over the seeds.", "",
+             "centre') are left out. max quotient (where measured): the largest |f(x) − f(y)|/"
+             "‖x − y‖ over 10⁵ random pairs, far and close; above 1 the critic is not "
+             "1-Lipschitz there. ms/it: one critic update, median over the seeds.", "",
              *report.w1_pairs(report.cells(t))]
     with open(os.path.join(a.out, "results.md"), "w") as fh:
         fh.write("\n".join(lines))

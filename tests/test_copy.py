@@ -82,6 +82,8 @@ CALLS = {
                                                     REAL.flatten(1))]),
     "orthogonal_linear": lambda m: m.GroupSort(2)(m.orthogonal_linear(4, 6)(REAL.flatten(1))),
     "clip_weights_": lambda m: clipped(m),
+    "AOLRescale": lambda m: m.aol_linear(4, 6)(REAL.flatten(1)),
+    "SLLBlock": lambda m: m.SLLBlock(4, 6)(REAL.flatten(1)),
 }
 
 

@@ -135,8 +135,11 @@ def test_every_constraint_is_a_script_function_with_the_protocols_widths():
             mod, args = wb.method(name)
             assert mod.__name__ == script
             D = wb.make_critic(name, dim)
-            lin = [m for m in D.modules() if isinstance(m, torch.nn.Linear)]
-            assert [(m.in_features, m.out_features) for m in lin] == [
+            lin = [(m.in_features, m.out_features) if isinstance(m, torch.nn.Linear) else
+                   (m.weight.shape[1],) * 2  # an SLL block: a residual map of its width
+                   for m in D.modules() if isinstance(m, torch.nn.Linear)
+                   or type(m).__name__ == "SLLBlock"]
+            assert lin == [
                 (dim, wb.width(dim)), (wb.width(dim), wb.width(dim)), (wb.width(dim), 1)]
             before = [w.detach().clone() for w in D.parameters()]
             out = mod.critic_step(D, torch.optim.Adam(D.parameters(), lr=1e-3), p, q, args)
