@@ -761,11 +761,12 @@ def save_checkpoint(run_dir: str, state: dict, device) -> None:
         os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str, script: str, arg_names: set, may_lack: set = frozenset()) -> dict:
+def load_checkpoint(path: str, script: str, arg_names: set, may_lack=None) -> dict:
     """Load a checkpoint of `script` (without running any pickled code), or raise ValueError
-    saying why it is not one. Its arguments are `arg_names`, less at most those of `may_lack`:
-    flags added since it was made whose default None keeps the behaviour it had; they come
-    back as None."""
+    saying why it is not one. Its arguments are `arg_names`, less at most those of `may_lack`
+    ({name: default}): flags added since it was made whose default (None, or False for a
+    switch) keeps the behaviour it had; they come back as that default."""
+    may_lack = may_lack or {}
     path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint at {path!r}")
@@ -778,9 +779,10 @@ def load_checkpoint(path: str, script: str, arg_names: set, may_lack: set = froz
         raise ValueError(f"{path} is not a checkpoint of {script}.py"
                          + (f" (it is from {found}.py)" if isinstance(found, str) else ""))
     if not CHECKPOINT_KEYS <= set(ckpt) or not isinstance(ckpt["args"], dict) \
-            or not set(ckpt["args"]) <= arg_names or not arg_names - set(ckpt["args"]) <= may_lack:
+            or not set(ckpt["args"]) <= arg_names \
+            or not arg_names - set(ckpt["args"]) <= set(may_lack):
         raise ValueError(f"{path} is damaged or from another version of {script}.py")
-    args = {**{k: None for k in arg_names - set(ckpt["args"])}, **ckpt["args"]}
+    args = {**{k: may_lack[k] for k in arg_names - set(ckpt["args"])}, **ckpt["args"]}
     return {**ckpt, "args": args, "path": os.path.abspath(path)}
 
 
@@ -876,7 +878,8 @@ def parse_or_resume(parser, argv, script: str, resumable: set):
             parser.resolve(args)
         return args, None
     try:
-        newer = {a.dest for a in parser._actions if a.option_strings and a.default is None}
+        newer = {a.dest: a.default for a in parser._actions if a.option_strings
+                 and (a.default is None or isinstance(a, argparse._StoreTrueAction))}
         ckpt = load_checkpoint(args.resume, script, set(vars(args)), newer)
         check_data(parser, ckpt["args"].get("data"))  # the run's data, not the command line's
         check_saved_args(parser, ckpt)

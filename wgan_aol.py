@@ -11,16 +11,16 @@ which has ‖W‖₂ ≤ 1 for every P (their Theorem 1: PᵀP ≼ diag(Σ_j |P�
 bound), with no iteration and no setting: the rescaling is a closed form, differentiable, computed
 once per critic update. Where P is orthogonal, PᵀP = I and D = I: the layer is P itself, which is
 why AOL layers start orthogonal and stay near it ("almost orthogonal"). Between the layers MaxMin
-(GroupSort with groups of 2, Anil et al. 2019), as their networks.
+(GroupSort with groups of 2, Anil et al. 2019), as in their networks.
 
     critic     min_f  E f(G(z)) − E f(x),   f = W_L ∘ MaxMin ∘ … ∘ MaxMin ∘ W_1 (+ biases)
     generator  min_G  −E f(G(z))
 
-Unlike GroupSort's orthogonal layers, AOL bounds the norm but does not keep it: ‖W·v‖ < ‖v‖
-wherever P is not orthogonal, so ‖∇f‖ may fall below 1, as with spectral normalisation, whose
-critic underestimates W1 on the W1 benchmark. This script is the measurement of whether AOL does
-too. A last layer of one output is a row of unit norm exactly (up to ε): for P = pᵀ,
-d_i = (|p_i|·‖p‖₁)^(−1/2), so ‖W‖² = Σ_i |p_i|/‖p‖₁ = 1.
+Unlike GroupSort's orthogonal layers, AOL bounds the norm but does not keep it: wherever P is
+not orthogonal, ‖W·v‖ < ‖v‖ for some v, so ‖∇f‖ may fall below 1, as with spectral
+normalisation, whose critic underestimates W1 on the W1 benchmark. This script is the
+measurement of whether AOL does too. A last layer of one output is a row of unit norm exactly
+(up to ε): for P = pᵀ, d_i = (|p_i|·‖p‖₁)^(−1/2), so ‖W‖² = Σ_i |p_i|/‖p‖₁ = 1.
 
 Where this departs from the paper, in one line each:
 - dense layers only (the critic of the toys, and of the digits and MNIST on their pixels): the

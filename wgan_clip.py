@@ -219,7 +219,7 @@ def build_parser() -> harness.ArgumentParser:
     m = p.add_argument_group("method")
     m.add_argument("--clip", type=harness.number(float, 0, lo_ok=False), default=0.01,
                    help="clip every critic parameter to [−c, c] after each critic update")
-    m.add_argument("--weights-only", action="store_true", default=None,
+    m.add_argument("--weights-only", action="store_true",
                    help="clip the weights and leave the biases free, as the W1 benchmark's "
                         "WGAN solver does (by default every parameter, as the paper's Alg. 1)")
     m.add_argument("--no-warmup-schedule", action="store_true",

@@ -148,7 +148,7 @@ def estimate_label(args) -> str:
 def critic_net(widths, args) -> nn.Module:
     """The critic as an MLP of these widths (the toys': [2, dim, dim, dim, 1]; the W1
     benchmark's: [D, h, h, 1]), every layer spectrally normalised."""
-    return spectral_normalize_(mlp(widths), args.power_iterations, bool(args.constant_sigma))
+    return spectral_normalize_(mlp(widths), args.power_iterations, args.constant_sigma)
 
 
 def make_critic(args) -> nn.Module:
@@ -156,10 +156,10 @@ def make_critic(args) -> nn.Module:
     convolutions on the digits and MNIST."""
     if args.data == "mnist":
         return spectral_normalize_(MnistCritic(args.dim), args.power_iterations,
-                                   bool(args.constant_sigma))
+                                   args.constant_sigma)
     if args.data == "digits":
         return spectral_normalize_(ConvCritic(args.dim), args.power_iterations,
-                                   bool(args.constant_sigma))
+                                   args.constant_sigma)
     return Critic(critic_net([2, *[args.dim] * 3, 1], args))
 
 
@@ -279,7 +279,7 @@ def build_parser() -> harness.ArgumentParser:
     m = p.add_argument_group("method")
     m.add_argument("--power-iterations", type=harness.number(int, 1, 1000), default=1,
                    help="power iterations per critic update for each layer's σ (the paper's 1)")
-    m.add_argument("--constant-sigma", action="store_true", default=None,
+    m.add_argument("--constant-sigma", action="store_true",
                    help="treat σ(W) as a constant in the backward pass, as the W1 benchmark's "
                         "SN-GAN does (ConstantSigma); by default it is differentiated, as the "
                         "paper's")

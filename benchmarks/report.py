@@ -394,8 +394,37 @@ def w1_curves(rows) -> list:
     return out
 
 
+def w1_steps(rows) -> list:
+    """Each training of a W1-benchmark runs.csv on its own (a row per configuration and seed):
+    cos / estimate ÷ W1 at every point of its curve from 1000 on, and the largest Lipschitz
+    quotient and the largest ‖∇f‖ at samples of P measured along it: where a curve steps, and
+    whether the critic is still 1-Lipschitz after the step."""
+    out = []
+    for dim, funnels in sorted({(int(r["dim"]), int(r["funnels"])) for r in rows}):
+        rs = [r for r in rows if (int(r["dim"]), int(r["funnels"])) == (dim, funnels)
+              and int(r["at"]) >= 1000]
+        points = sorted({int(r["at"]) for r in rs})
+        out += [f"D = {dim}, {funnels} funnels, cos / est÷W1 at each iteration:", "",
+                "| training | " + " | ".join(f"{p:,}" for p in points)
+                + " | max quotient · max ‖∇f‖ |", "|---|" + "---|" * (len(points) + 1)]
+        order = {n: i for i, (n, *_) in enumerate(sweep.configs())}  # the scripts' order
+        for name, seed in sorted({(r["config"], int(r["seed"])) for r in rs},
+                                 key=lambda k: (order.get(k[0], len(order)), k)):
+            mine = {int(r["at"]): r for r in rs if (r["config"], int(r["seed"])) == (name, seed)}
+            def largest(key):
+                v = [float(r[key]) for r in mine.values() if r.get(key) not in (None, "", "nan")]
+                return num(max(v), ".3f") if v else "–"
+            cells = [f"{num(mine[p]['cos'])} / "
+                     f"{num(float(mine[p]['estimate']) / float(mine[p]['true_w1']))}"
+                     if p in mine else "–" for p in points]
+            out.append(f"| {name}, seed {seed} | " + " | ".join(cells)
+                       + f" | {largest('quotient_max')} · {largest('grad_norm_max')} |")
+        out.append("")
+    return out
+
+
 KINDS = {"grid": grid, "lambdas": lambdas, "fixed": fixed, "questions": questions, "batch_w1": batch_w1, "w1": w1,
-         "w1_dims": w1_dims, "w1_curves": w1_curves}
+         "w1_dims": w1_dims, "w1_curves": w1_curves, "w1_steps": w1_steps}
 
 
 def render(kind: str, source: str) -> str:

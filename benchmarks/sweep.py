@@ -44,7 +44,7 @@ PLACES = ("toys", "digits", "fixed", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "w1", "
 # What an entry may say besides its flags and places: its row in the report's summary table,
 # the W1 benchmark's published solver of the same family and the flags of its protocol there,
 # and whether it is the reference line the small-multiples figures draw in every panel.
-KEYS = {"flags", "runs", "summary", "published", "w1_flags", "w1_lr", "reference"}
+KEYS = {"flags", "runs", "summary", "published", "w1_flags", "w1_adam", "reference"}
 
 
 def configs(where: str | None = None) -> list:

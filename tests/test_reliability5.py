@@ -269,3 +269,24 @@ def test_a_checkpoint_from_before_a_new_flag_resumes_and_one_missing_an_old_flag
     torch.save(ck, path)
     code, cap = run_main("wgan_groupsort", ["--resume", d, "--iters", "6"], capsys)
     one_line_error(code, cap, "wgan_groupsort", "from another version")
+
+
+@pytest.mark.parametrize("script,flag,default", [("wgan_sn", "constant_sigma", False),
+                                                 ("wgan_ct", "objective", None)])
+def test_a_checkpoint_from_before_a_published_rule_resumes_with_the_old_behaviour(
+        script, flag, default, tmp_path, capsys):
+    """--constant-sigma (a switch) and --objective came with the published solvers' variants:
+    an earlier run's checkpoint lacks them and resumes as it ran, the switch off."""
+    out = str(tmp_path / "runs")
+    code, cap = run_main(script, quick(script) + ["--iters", "2", "--eval-every", "2",
+                                                  "--out", out], capsys)
+    assert code == 0, cap.err
+    (d,) = run_dirs(out)
+    path = os.path.join(d, "checkpoint.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    del ck["args"][flag]
+    torch.save(ck, path)
+    code, cap = run_main(script, ["--resume", d, "--iters", "4"], capsys)
+    assert code == 0, cap.err
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    assert ck["iteration"] == 4 and ck["args"][flag] is default

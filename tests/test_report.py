@@ -152,3 +152,20 @@ def test_the_lambda_table_has_a_row_per_penalty_a_cell_per_lambda_and_the_own_la
     rows.append(row("gp-onesided-l10@λ100", 2.0, 0.0, 2))
     assert report.lambdas(rows[2:])[-2:] == ["| quotient-twosided | **4.50 (0/1)** | 9.00 (0/2) "
                                              "| – |", "| gp-onesided | – | – | 2.00 (0/2) |"]
+
+
+def test_the_steps_table_has_a_row_per_training_and_its_largest_quotient():
+    """w1_steps: each training of a runs.csv on its own line, cos / est÷W1 at every point from
+    1000 on ('–' where that training has none), and the largest quotient and ‖∇f‖ measured
+    along it (from 1000 on)."""
+    def row(config, seed, at, cos, est, quotient=""):
+        return {"config": config, "seed": str(seed), "dim": "128", "funnels": "64",
+                "at": str(at), "iters": "3000", "cos": str(cos), "estimate": str(est),
+                "true_w1": "2", "quotient_max": quotient, "grad_norm_max": str(at / 3000)}
+    rows = [row("groupsort", 1, 100, 0.1, 0.2), row("groupsort", 1, 1000, 0.6, 1.2, "0.99"),
+            row("groupsort", 1, 3000, 0.8, 1.6, "1.004"), row("aol", 0, 1000, 0.5, 1.0),
+            row("aol", 0, 2000, 0.55, 1.1, "nan")]
+    out = report.w1_steps(rows)
+    assert out[2] == "| training | 1,000 | 2,000 | 3,000 | max quotient · max ‖∇f‖ |"
+    assert "| groupsort, seed 1 | 0.60 / 0.60 | – | 0.80 / 0.80 | 1.004 · 1.000 |" in out
+    assert "| aol, seed 0 | 0.50 / 0.50 | 0.55 / 0.55 | – | – · 0.667 |" in out

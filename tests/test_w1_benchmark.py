@@ -575,13 +575,15 @@ def test_the_largest_quotient_finds_a_known_lipschitz_constant():
     assert 0.9 < wb.largest_quotient(MinusU(), pair, n=2000) <= 1 + 1e-12
 
 
-def test_a_configuration_may_state_its_own_learning_rate_and_the_curve_its_quotient():
-    """GroupSort's half-rate case trains with Adam 1e-4 (its w1_lr), the others with their
-    2e-4; a training measures the quotient from QUOTIENT_FROM on, and runs.csv keeps it."""
-    assert wb.learning_rate("groupsort-lr1e-4") == 1e-4
-    assert wb.learning_rate("groupsort") == wb.learning_rate("gp-onesided-l10@λ1") == 2e-4
-    D, opt, _ = wb.start("groupsort-lr1e-4", 2, 0, torch.device("cpu"))
-    assert opt.param_groups[0]["lr"] == 1e-4
+def test_a_configuration_may_state_its_own_adam_and_the_curve_its_quotient():
+    """GroupSort's half-rate case trains with Adam 1e-4 and the published sort-out's betas
+    case with (0.9, 0.999) (their w1_adam), the others with lr 2e-4 and betas (0, 0.9); a
+    training measures the quotient from QUOTIENT_FROM on, and runs.csv keeps it."""
+    assert wb.adam_settings("groupsort-lr1e-4") == {"lr": 1e-4, "betas": (0.0, 0.9)}
+    assert wb.adam_settings("groupsort-adam-betas") == {"lr": 2e-4, "betas": (0.9, 0.999)}
+    assert wb.adam_settings("groupsort") == wb.adam_settings("gp-onesided-l10@λ1") == wb.ADAM
+    D, opt, _ = wb.start("groupsort-adam-betas", 2, 0, torch.device("cpu"))
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["lr"] == 2e-4
     r = wb.train("cowgan-rule", 2, 4, 0, 20, batch=64, at=[10])
     assert [math.isnan(c["quotient_max"]) for c in r["curve"]] == [True, False]  # the last
     old = wb.QUOTIENT_FROM
