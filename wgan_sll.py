@@ -93,8 +93,9 @@ class SLLBlock(nn.Module):
 class AOLRescale(nn.Module):
     """The AOL parametrization of a weight P (out, in): P·diag(d), d_i = (Σ_j |PᵀP|_ij + ε)^(−½),
     whose spectral norm is ≤ 1 for every P (Prach & Lampert 2022, Theorem 1); P itself where P is
-    orthogonal (then PᵀP = I). Register it on a layer's weight (aol_linear) and the layer uses
-    the rescaled weight; the optimiser moves P.
+    orthogonal (then PᵀP = I). One departure: ε acts on P/max|P| (theirs on P), so it stays
+    as small beside PᵀP whatever P's scale. Register it on a layer's weight (aol_linear) and
+    the layer uses the rescaled weight; the optimiser moves P.
     To copy: AOLRescale and aol_linear (with import torch; from torch import nn; from
     torch.nn.utils import parametrize)."""
 
@@ -103,7 +104,10 @@ class AOLRescale(nn.Module):
         self.eps = eps
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
-        p2 = p.flatten(1)
+        # P·D is the same for P and P/s: computed on P/max|P|, PᵀP cannot overflow however
+        # large P grows (in float32 it would past |P| ~ 1e19, and D would silently be 0)
+        scale = p.detach().abs().amax().clamp_min(torch.finfo(p.dtype).tiny)
+        p2 = p.flatten(1) / scale
         d = ((p2.T @ p2).abs().sum(dim=1) + self.eps).rsqrt()  # (Σ_j |PᵀP|_ij + ε)^(−½)
         return (p2 * d).reshape(p.shape)  # P·D: column i of P times d_i
 
