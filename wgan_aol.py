@@ -361,8 +361,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
         k = common.lipschitz_bound(D, real.shape[1:]).item()
         row.update(grad_share_below_0_99=(gn < 0.99).double().mean().item(),
                    lipschitz_bound=k, k_times_w1=k * w1_last, estimate_over_w1=est / w1_last,
-                   certified=float(est <= k * w1_last + 1e-9),
-                   orthogonality_error=orthogonality_error(D).item())
+                   certified=float(est <= k * w1_last + 1e-9),  # (of the rescaled weights:
+                   orthogonality_error=orthogonality_error(D).item())  # the norm AOL throws away)
         # The critic loss's weight gradient, as the penalty scripts log it (no penalty here).
         r, f = real[: args.batch], fake[: args.batch]
         params = [p for p in D.parameters() if p.requires_grad]
@@ -371,8 +371,8 @@ def evaluate(G, D, args, device, it: int) -> dict:
 
 
 def orthogonality_error(critic: nn.Module) -> torch.Tensor:
-    """max over the critic's layers of max |WᵀW − I| (|WWᵀ − I| for a wide W), W the rescaled
-    weight: 0 where the layers are orthogonal, larger the more norm they can throw away."""
+    """max over the critic's linear layers of max |WᵀW − I| (or |WWᵀ − I| for a wide W): 0 up to
+    float precision for weights that are orthogonal."""
     errs = []
     with torch.no_grad():
         for m in critic.modules():

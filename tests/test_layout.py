@@ -185,9 +185,10 @@ def test_the_import_graph_has_no_cycle():
 
 def test_a_helper_copied_into_several_penalties_is_the_same_everywhere():
     """warn_if_batch_norm stands in every penalty script's method (a copied penalty takes it
-    along), AOL's layer in wgan_aol.py and wgan_sll.py: one text each, so a fix to one copy
-    cannot miss the others."""
-    for name, least in (("warn_if_batch_norm", 6), ("AOLRescale", 2), ("aol_linear", 2)):
+    along), AOL's layer in wgan_aol.py and wgan_sll.py, the orthogonality check in GroupSort's
+    and AOL's: one text each, so a fix to one copy cannot miss the others."""
+    for name, least in (("warn_if_batch_norm", 6), ("AOLRescale", 2), ("aol_linear", 2),
+                        ("orthogonality_error", 2)):
         copies = {}  # AOL's layer also opens and closes the SLL critic: a copy in wgan_sll.py
         for script in SCRIPTS:
             text = source(script)

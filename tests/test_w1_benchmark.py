@@ -136,9 +136,9 @@ def test_every_constraint_is_a_script_function_with_the_protocols_widths():
             assert mod.__name__ == script
             D = wb.make_critic(name, dim)
             lin = [(m.in_features, m.out_features) if isinstance(m, torch.nn.Linear) else
-                   (m.weight.shape[1],) * 2  # an SLL block: a residual map of its width
+                   (m.weight.shape[1],) * 2  # a residual block's own weight: a map of its width
                    for m in D.modules() if isinstance(m, torch.nn.Linear)
-                   or type(m).__name__ == "SLLBlock"]
+                   or isinstance(getattr(m, "weight", None), torch.nn.Parameter)]
             assert lin == [
                 (dim, wb.width(dim)), (wb.width(dim), wb.width(dim)), (wb.width(dim), 1)]
             before = [w.detach().clone() for w in D.parameters()]
